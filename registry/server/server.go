@@ -1,0 +1,419 @@
+// Package server is the hub: an OCI distribution 1.1 registry built on distribution v3's
+// App (handlers.NewApp) with our own additions around it: the referrers API and the
+// OCI-Subject header, htpasswd authentication with cached verification, an access log,
+// writes fenced against garbage collection, and directory syncs after blobs are moved
+// into place.
+//
+// A Server is an http.Handler factory; the caller owns the listener:
+//
+//	srv, err := server.New(server.Config{RootDirectory: dir})
+//	...
+//	ts := httptest.NewServer(srv.Handler())
+//	defer srv.Close()
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/sirupsen/logrus"
+)
+
+// Config says where the hub keeps its data and how it behaves. The zero value of every
+// field but RootDirectory (or InMemory) is a sensible default.
+type Config struct {
+	// RootDirectory is the filesystem storage root (the directory holding docker/registry/v2).
+	// It is created if missing. Required unless InMemory is set.
+	RootDirectory string
+	// InMemory keeps everything in memory (tests, throwaway hubs). Slow for large blobs.
+	InMemory bool
+	// Htpasswd is an htpasswd file (bcrypt entries). When set, every /v2/ request needs
+	// HTTP basic credentials of a user in the file. The file is re-read when it changes.
+	Htpasswd string
+	// Realm is the realm of the basic-auth challenge; default "sealos-registry".
+	Realm string
+	// ReadOnly refuses every write (uploads, manifest PUTs, deletes) with 405 UNSUPPORTED.
+	ReadOnly bool
+	// DisableDelete refuses deletes of manifests, tags and blobs (enabled by default).
+	DisableDelete bool
+	// LogLevel of distribution's own log (error, warn, info, debug); default "error".
+	// distribution logs through logrus' standard logger, so this is process-wide.
+	LogLevel string
+	// AccessLog, when set, gets one line per request. Credentials are never logged.
+	AccessLog io.Writer
+	// Secret signs upload state; it must be the same on every replica behind one name.
+	// Default: random per process.
+	Secret string
+	// Distribution is a distribution configuration (e.g. from LoadDistributionConfig) whose
+	// settings are taken as the base; the fields above override it where set.
+	Distribution *configuration.Configuration
+}
+
+// Server is one hub. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	distConf *configuration.Configuration
+	driver   storagedriver.StorageDriver // shared by every App generation (and GC)
+	app      atomic.Pointer[handlers.App]
+	auth     *htpasswdAuth
+	gate     *writeGate // nil for in-memory
+	mwName   string
+
+	mu      sync.Mutex // guards apps, gen
+	apps    []*handlers.App
+	gen     string // last seen GC generation
+	inproc  sync.RWMutex // in-process GC fence (also used for in-memory hubs)
+	closed  bool
+	baseCtx context.Context
+	cancel  context.CancelFunc
+}
+
+// repository paths as distribution routes them (names may contain slashes).
+var (
+	manifestPath  = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
+	referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]*)$`)
+)
+
+// New builds a hub from cfg. Configuration errors (which distribution reports by panicking)
+// come back as errors.
+func New(cfg Config) (*Server, error) {
+	if cfg.RootDirectory == "" && !cfg.InMemory {
+		return nil, errors.New("registry server: set RootDirectory (or InMemory)")
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "sealos-registry"
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	lvl, err := logrus.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("registry server: log level %q: use error, warn, info or debug", cfg.LogLevel)
+	}
+	logrus.SetLevel(lvl)
+
+	s := &Server{cfg: cfg}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	if cfg.InMemory {
+		s.driver = inmemory.New()
+	} else {
+		abs, err := filepath.Abs(cfg.RootDirectory)
+		if err != nil {
+			return nil, fmt.Errorf("registry server: %w", err)
+		}
+		s.cfg.RootDirectory = abs
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, fmt.Errorf("registry server: storage directory: %w", err)
+		}
+		s.driver = &syncingDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100}), root: abs}
+		if s.gate, err = openWriteGate(abs); err != nil {
+			return nil, fmt.Errorf("registry server: %w", err)
+		}
+		s.gen = s.gate.generation()
+	}
+	if cfg.Htpasswd != "" {
+		s.auth, err = newHtpasswdAuth(cfg.Htpasswd, cfg.Realm)
+		if err != nil {
+			return nil, fmt.Errorf("registry server: %w", err)
+		}
+	}
+	s.mwName = registerDriver(s.driver)
+	s.distConf, err = s.distributionConfig()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	app, err := s.newApp()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.app.Store(app)
+	return s, nil
+}
+
+// distributionConfig builds the distribution configuration: the caller's base (if any)
+// with our defaults filled in where it says nothing, and our fields on top.
+func (s *Server) distributionConfig() (*configuration.Configuration, error) {
+	c := &configuration.Configuration{}
+	if s.cfg.Distribution != nil {
+		cp := *s.cfg.Distribution
+		c = &cp
+	}
+	// Storage: always our shared driver (the middleware swaps it in); keep the caller's
+	// maintenance/cache/delete/redirect/tag sections.
+	st := configuration.Storage{}
+	for k, v := range c.Storage {
+		switch k {
+		case "maintenance", "cache", "delete", "redirect", "tag":
+			st[k] = v
+		}
+	}
+	if s.cfg.InMemory {
+		st["inmemory"] = configuration.Parameters{}
+	} else {
+		// the App's own driver only runs the upload purger; requests use s.driver.
+		st["filesystem"] = configuration.Parameters{"rootdirectory": s.cfg.RootDirectory}
+	}
+	if _, ok := st["cache"]; !ok {
+		st["cache"] = configuration.Parameters{"blobdescriptor": "inmemory"}
+	}
+	if _, ok := st["delete"]; !ok || s.cfg.DisableDelete {
+		st["delete"] = configuration.Parameters{"enabled": !s.cfg.DisableDelete}
+	}
+	if _, ok := st["redirect"]; !ok {
+		st["redirect"] = configuration.Parameters{"disable": true}
+	}
+	maint := configuration.Parameters{}
+	for k, v := range st["maintenance"] {
+		maint[k] = v
+	}
+	if s.cfg.ReadOnly {
+		maint["readonly"] = map[any]any{"enabled": true}
+	}
+	st["maintenance"] = maint
+	c.Storage = st
+	c.Middleware = cloneMiddleware(c.Middleware)
+	c.Middleware["storage"] = append([]configuration.Middleware{{Name: sharedMiddleware, Options: configuration.Parameters{"id": s.mwName}}}, c.Middleware["storage"]...)
+
+	if c.Catalog.MaxEntries <= 0 {
+		c.Catalog.MaxEntries = 1000
+	}
+	if c.Tags.MaxTags <= 0 {
+		c.Tags.MaxTags = 10000
+	}
+	if s.cfg.Secret != "" {
+		c.HTTP.Secret = s.cfg.Secret
+	}
+	if c.HTTP.Secret == "" {
+		c.HTTP.Secret = randomSecret()
+	}
+	if len(c.Validation.Manifests.URLs.Allow) == 0 && len(c.Validation.Manifests.URLs.Deny) == 0 {
+		// non-distributable layers carry URLs: accept them.
+		c.Validation.Manifests.URLs.Allow = []string{".+"}
+	}
+	if c.Validation.Manifests.Indexes.Platforms == "" {
+		// indexes may name platforms the hub does not hold (single-arch mirrors).
+		c.Validation.Manifests.Indexes.Platforms = "none"
+	}
+	// Our own auth fronts the App; distribution's htpasswd would bcrypt every request.
+	if s.cfg.Htpasswd != "" {
+		c.Auth = nil
+	}
+	c.Notifications = configuration.Notifications{}
+	c.HTTP.Debug.Prometheus.Enabled = false
+	return c, nil
+}
+
+func cloneMiddleware(m map[string][]configuration.Middleware) map[string][]configuration.Middleware {
+	out := map[string][]configuration.Middleware{}
+	for k, v := range m {
+		out[k] = append([]configuration.Middleware(nil), v...)
+	}
+	return out
+}
+
+// newApp runs handlers.NewApp, turning its configuration panics into errors.
+func (s *Server) newApp() (app *handlers.App, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("registry server: configuration: %v", r)
+		}
+	}()
+	// NewApp rewrites some slices of the configuration (URL patterns): give it a copy.
+	c := *s.distConf
+	c.Validation.Manifests.URLs.Allow = append([]string(nil), s.distConf.Validation.Manifests.URLs.Allow...)
+	c.Validation.Manifests.URLs.Deny = append([]string(nil), s.distConf.Validation.Manifests.URLs.Deny...)
+	app = handlers.NewApp(s.baseCtx, &c)
+	s.mu.Lock()
+	s.apps = append(s.apps, app)
+	s.mu.Unlock()
+	return app, nil
+}
+
+// Handler returns the hub's HTTP handler (all of /v2/).
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Close releases the hub's resources. In-flight requests should be drained first (e.g. by
+// http.Server.Shutdown).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, a := range s.apps {
+		errs = append(errs, a.Shutdown())
+	}
+	s.apps = nil
+	s.cancel()
+	if s.gate != nil {
+		errs = append(errs, s.gate.close())
+	}
+	unregisterDriver(s.mwName)
+	return errors.Join(errs...)
+}
+
+// RootDirectory is the storage root of a filesystem hub ("" when in memory).
+func (s *Server) RootDirectory() string { return s.cfg.RootDirectory }
+
+func isWrite(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
+	user := ""
+	if s.cfg.AccessLog != nil {
+		defer func() { s.logAccess(r, lw, user, start) }()
+	}
+
+	if !strings.HasPrefix(r.URL.Path, "/v2") {
+		http.NotFound(lw, r)
+		return
+	}
+	if s.auth != nil {
+		u, ok := s.auth.authenticate(r)
+		if !ok {
+			s.auth.challenge(lw)
+			return
+		}
+		user = u
+	}
+
+	if isWrite(r.Method) {
+		if err := s.enterWrite(r.Context()); err != nil {
+			writeError(lw, http.StatusServiceUnavailable, "UNAVAILABLE", "registry is busy: "+err.Error(), nil)
+			return
+		}
+		defer s.leaveWrite()
+	}
+	s.refreshAfterGC()
+	app := s.app.Load()
+
+	if m := referrersPath.FindStringSubmatch(r.URL.Path); m != nil {
+		s.serveReferrers(lw, r, m[1], m[2])
+		return
+	}
+	if m := manifestPath.FindStringSubmatch(r.URL.Path); m != nil && !s.cfg.ReadOnly {
+		switch r.Method {
+		case http.MethodPut:
+			s.putManifest(app, lw, r, m[1], m[2])
+			return
+		case http.MethodDelete:
+			s.deleteManifest(app, lw, r, m[1], m[2])
+			return
+		}
+	}
+	app.ServeHTTP(lw, r)
+}
+
+// enterWrite fences a write request against garbage collection (in this process and,
+// for a filesystem hub, in any other process collecting the same directory).
+func (s *Server) enterWrite(ctx context.Context) error {
+	s.inproc.RLock()
+	if s.gate != nil {
+		if err := s.gate.enter(ctx); err != nil {
+			s.inproc.RUnlock()
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) leaveWrite() {
+	if s.gate != nil {
+		s.gate.leave()
+	}
+	s.inproc.RUnlock()
+}
+
+// refreshAfterGC starts a fresh App (with an empty blob descriptor cache) when a garbage
+// collection ran since the last request, so no deleted blob is reported from the cache.
+func (s *Server) refreshAfterGC() {
+	if s.gate == nil {
+		return
+	}
+	g := s.gate.generation()
+	s.mu.Lock()
+	if g == s.gen || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.gen = g
+	s.mu.Unlock()
+	if app, err := s.newApp(); err == nil {
+		s.app.Store(app)
+	}
+}
+
+// logWriter records status and size for the access log and lets handlers hook the
+// moment the header is written.
+type logWriter struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+	beforeWrite func(status int) int // may replace the status
+}
+
+func (w *logWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	if w.beforeWrite != nil {
+		code = w.beforeWrite(code)
+	}
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *logWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) logAccess(r *http.Request, w *logWriter, user string, start time.Time) {
+	if user == "" {
+		user = "-"
+	}
+	// The path only: query strings carry upload state, never credentials, but keep lines short.
+	fmt.Fprintf(s.cfg.AccessLog, "%s %s %s %s %d %d %s %q\n",
+		start.UTC().Format(time.RFC3339), r.RemoteAddr, user, r.Method+" "+r.URL.Path, w.status, w.bytes,
+		time.Since(start).Round(time.Microsecond), r.UserAgent())
+}
