@@ -76,7 +76,7 @@ type Server struct {
 
 	mu      sync.Mutex // guards apps, gen
 	apps    []*handlers.App
-	gen     string // last seen GC generation
+	gen     string       // last seen GC generation
 	inproc  sync.RWMutex // in-process GC fence (also used for in-memory hubs)
 	closed  bool
 	baseCtx context.Context
