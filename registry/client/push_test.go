@@ -1,0 +1,226 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/registry/client"
+	"github.com/cluster-image/sealos/registry/server"
+)
+
+func TestPushImageKeepsDigests(t *testing.T) {
+	host := startHub(t, server.Config{}, nil)
+	ctx := context.Background()
+	img, err := random.Image(64<<10, 3)
+	require.NoError(t, err)
+	want, err := img.Digest()
+	require.NoError(t, err)
+
+	desc, err := client.Push(ctx, img, host+"/test/app:v1")
+	require.NoError(t, err)
+	assert.Equal(t, want, desc.Digest)
+
+	got, err := client.Image(ctx, host+"/test/app:v1")
+	require.NoError(t, err)
+	gd, err := got.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want, gd)
+	assertSameLayers(t, img, got)
+}
+
+func TestPushIndexKeepsDigests(t *testing.T) {
+	host := startHub(t, server.Config{}, nil)
+	ctx := context.Background()
+	idx, err := random.Index(16<<10, 2, 3)
+	require.NoError(t, err)
+	want, err := idx.Digest()
+	require.NoError(t, err)
+
+	desc, err := client.Push(ctx, idx, host+"/test/multi:v1")
+	require.NoError(t, err)
+	assert.Equal(t, want, desc.Digest)
+
+	got, err := client.Index(ctx, host+"/test/multi:v1")
+	require.NoError(t, err)
+	gd, err := got.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want, gd)
+	m, err := idx.IndexManifest()
+	require.NoError(t, err)
+	for _, child := range m.Manifests {
+		src, err := idx.Image(child.Digest)
+		require.NoError(t, err)
+		dst, err := got.Image(child.Digest)
+		require.NoError(t, err)
+		assertSameLayers(t, src, dst)
+	}
+}
+
+func assertSameLayers(t *testing.T, want, got v1.Image) {
+	t.Helper()
+	wl, err := want.Layers()
+	require.NoError(t, err)
+	gl, err := got.Layers()
+	require.NoError(t, err)
+	require.Len(t, gl, len(wl))
+	for i := range wl {
+		wd, err := wl[i].Digest()
+		require.NoError(t, err)
+		rc, err := gl[i].Compressed()
+		require.NoError(t, err)
+		h, _, err := v1.SHA256(rc) // the bytes served, not the manifest's claim
+		rc.Close()
+		require.NoError(t, err)
+		assert.Equal(t, wd, h, "layer %d", i)
+	}
+}
+
+func TestPushSkipsWhatTheTargetHas(t *testing.T) {
+	var log requestLog
+	host := startHub(t, server.Config{}, log.wrap)
+	ctx := context.Background()
+	img, err := random.Image(32<<10, 4)
+	require.NoError(t, err)
+
+	_, err = client.Push(ctx, img, host+"/test/app:v1")
+	require.NoError(t, err)
+	assert.Equal(t, 5, log.count(http.MethodPost, "/blobs/uploads/"), "4 layers + config uploaded")
+
+	// The same image again under the same tag: one manifest HEAD, nothing sent.
+	log.reset()
+	_, err = client.Push(ctx, img, host+"/test/app:v1")
+	require.NoError(t, err)
+	assert.Zero(t, log.count(http.MethodPost, "/blobs/uploads/"))
+	assert.Zero(t, log.count(http.MethodPut, "/manifests/"))
+
+	// Under a new tag: blobs exist (HEAD), only the manifest is put.
+	log.reset()
+	_, err = client.Push(ctx, img, host+"/test/app:v2")
+	require.NoError(t, err)
+	assert.Zero(t, log.count(http.MethodPost, "/blobs/uploads/"))
+	assert.Equal(t, 1, log.count(http.MethodPut, "/manifests/v2"))
+
+	// One new layer on top: only that layer is uploaded.
+	log.reset()
+	img2, err := appendRandomLayer(img)
+	require.NoError(t, err)
+	_, err = client.Push(ctx, img2, host+"/test/app:v3")
+	require.NoError(t, err)
+	assert.Equal(t, 2, log.count(http.MethodPost, "/blobs/uploads/"), "the new layer and the new config")
+}
+
+func TestPushMountsAcrossRepositories(t *testing.T) {
+	var log requestLog
+	host := startHub(t, server.Config{}, log.wrap)
+	ctx := context.Background()
+	img, err := random.Image(32<<10, 3)
+	require.NoError(t, err)
+	_, err = client.Push(ctx, img, host+"/team/a:v1")
+	require.NoError(t, err)
+
+	src, err := name.ParseReference(host + "/team/a:v1")
+	require.NoError(t, err)
+	mounts := map[v1.Hash]name.Reference{}
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	for _, l := range ls {
+		h, err := l.Digest()
+		require.NoError(t, err)
+		mounts[h] = src
+	}
+	log.reset()
+	_, err = client.Push(ctx, img, host+"/team/b:v1", client.WithMountFrom(mounts))
+	require.NoError(t, err)
+	assert.Equal(t, 3, log.count(http.MethodPost, "from=team%2Fa"), "each layer mounted from team/a")
+	assert.Equal(t, 1, log.count(http.MethodPatch, "/v2/team/b/blobs/uploads/"), "only the config's data sent")
+
+	got, err := client.Image(ctx, host+"/team/b:v1")
+	require.NoError(t, err)
+	assertSameLayers(t, img, got)
+}
+
+func TestPushRetriesTransientErrors(t *testing.T) {
+	var failed atomic.Int32
+	flaky := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The first two blob uploads are refused as if the hub were overloaded.
+			if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") && failed.Add(1) <= 2 {
+				http.Error(w, "try again", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := startHub(t, server.Config{}, flaky)
+	img, err := random.Image(16<<10, 2)
+	require.NoError(t, err)
+	_, err = client.Push(context.Background(), img, host+"/test/flaky:v1", client.WithRetry(3, time.Millisecond), client.WithJobs(1))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, failed.Load(), int32(3))
+
+	// Without retries the same failure is reported.
+	failed.Store(0)
+	img2, err := random.Image(16<<10, 2)
+	require.NoError(t, err)
+	_, err = client.Push(context.Background(), img2, host+"/test/flaky:v2", client.WithRetry(0, 0), client.WithJobs(1))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "503")
+}
+
+func TestPushProgressPlainLines(t *testing.T) {
+	host := startHub(t, server.Config{}, nil)
+	img, err := random.Image(100<<10, 3)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	p := client.NewProgress(&out, false)
+	_, err = client.Push(context.Background(), img, host+"/test/progress:v1", client.WithProgress(p))
+	require.NoError(t, err)
+	p.Close()
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	for _, l := range ls {
+		h, err := l.Digest()
+		require.NoError(t, err)
+		size, err := l.Size()
+		require.NoError(t, err)
+		assert.Contains(t, out.String(), fmt.Sprintf("push %s: done %.1f KiB\n", h.Hex[:12], float64(size)/1024))
+	}
+
+	// Second push: every blob already there.
+	out.Reset()
+	p = client.NewProgress(&out, false)
+	_, err = client.Push(context.Background(), img, host+"/test/progress:v2", client.WithProgress(p))
+	require.NoError(t, err)
+	p.Close()
+	assert.Equal(t, 3, strings.Count(out.String(), ": exists"), out.String())
+}
+
+func TestPushUnknownHostFails(t *testing.T) {
+	img, err := random.Image(1024, 1)
+	require.NoError(t, err)
+	// A loopback port nobody listens on: fails fast, with the reference in the message.
+	_, err = client.Push(context.Background(), img, "127.0.0.1:1/x/y:z", client.WithRetry(0, 0))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "127.0.0.1:1/x/y:z")
+}
+
+func appendRandomLayer(img v1.Image) (v1.Image, error) {
+	l, err := random.Layer(8<<10, "application/vnd.oci.image.layer.v1.tar+gzip")
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(img, l)
+}
