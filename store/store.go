@@ -1,0 +1,402 @@
+// Package store is the local image store: one OCI image layout under <root>/store whose
+// blobs are shared by every image, with tags kept in index.json.
+//
+// The layout is compatible with BuildKit's client/ociindex, so BuildKit's OCI exporter
+// can write straight into Dir(): every image is a descriptor in index.json annotated with
+// io.containerd.image.name (the full normalized reference, e.g. docker.io/library/app:v1)
+// and org.opencontainers.image.ref.name (the tag).
+//
+// Concurrency: any number of goroutines and processes may use one store at once.
+//   - index.json is only ever replaced by an atomic rename of a fully written, fsynced
+//     temporary file, while holding two exclusive flocks: .sealos/index.lock (ours, never
+//     deleted, so sealos processes always exclude each other) and index.json.lock
+//     (BuildKit's lock file, so a BuildKit export into the store never interleaves with
+//     ours). The index is re-read under the locks, so no update is ever lost.
+//   - Blobs are written to .sealos/tmp, digest-verified, fsynced and only then renamed into
+//     blobs/sha256, so a crash never leaves a bad blob visible.
+//   - Writers hold a shared lease (.sealos/gc.lock) from their first blob to their index
+//     update; garbage collection (after Remove) takes it exclusively, so it never deletes
+//     the blobs of an image that is being written. Code that writes into Dir() by other
+//     means (a BuildKit export) or reads blobs for a long time should hold Lease too.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Annotations on index.json descriptors.
+const (
+	// AnnotationImageName holds the full normalized reference (containerd, BuildKit).
+	AnnotationImageName = "io.containerd.image.name"
+	// AnnotationRefName holds the tag (OCI image layout).
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+)
+
+// Errors callers branch on (use errors.Is).
+var (
+	// ErrNotFound: no image in the store matches the reference.
+	ErrNotFound = errors.New("image not found in the local store")
+	// ErrAmbiguous: an ID prefix matches more than one image.
+	ErrAmbiguous = errors.New("ambiguous image reference")
+	// ErrInUse: removing by ID or digest would remove several tags; use force.
+	ErrInUse = errors.New("image is referenced by several tags")
+)
+
+const (
+	indexFile     = "index.json"
+	layoutFile    = "oci-layout"
+	bkLockFile    = "index.json.lock" // BuildKit's client/ociindex lock file
+	privateDir    = ".sealos"
+	indexLockFile = "index.lock"
+	gcLockFile    = "gc.lock"
+	tmpDir        = "tmp"
+	lockRetry     = 2 * time.Millisecond
+)
+
+// Store is a local image store. It is safe for concurrent use by goroutines and processes.
+type Store struct {
+	dir string
+}
+
+// Open opens the store under <root>/store, creating it when it does not exist.
+func Open(root string) (*Store, error) {
+	return OpenDir(filepath.Join(root, "store"))
+}
+
+// OpenDir opens (or creates) a store directly in dir, which is or becomes an OCI layout.
+func OpenDir(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{dir: abs}
+	for _, d := range []string{s.path("blobs", "sha256"), s.path(privateDir, tmpDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", abs, err)
+		}
+	}
+	if _, err := os.Stat(s.path(layoutFile)); errors.Is(err, os.ErrNotExist) {
+		if err := s.writeFileAtomic(layoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", abs, err)
+		}
+	}
+	if _, err := os.Stat(s.path(indexFile)); errors.Is(err, os.ErrNotExist) {
+		// Create an empty index under the locks, unless another process beat us to it.
+		if err := s.updateIndex(context.Background(), func(*v1.IndexManifest) (bool, error) { return true, nil }); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", abs, err)
+		}
+	}
+	return s, nil
+}
+
+// Dir is the OCI image layout directory of the store.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dir}, elem...)...)
+}
+
+func (s *Store) blobPath(h v1.Hash) string {
+	return s.path("blobs", h.Algorithm, h.Hex)
+}
+
+// NormalizeRef returns the full form of an image reference: registry, repository and tag
+// or digest, with docker.io and :latest filled in as docker does ("app" ->
+// "docker.io/library/app:latest", "localhost:5000/x" -> "localhost:5000/x:latest").
+// It is the form stored in the io.containerd.image.name annotation.
+func NormalizeRef(ref string) (string, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	return refString(r), nil
+}
+
+// ParseRef parses an image reference with docker's defaults (docker.io, latest).
+func ParseRef(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(strings.TrimSpace(ref))
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return r, nil
+}
+
+// refString is the normalized string of a parsed reference (docker.io, not index.docker.io).
+func refString(r name.Reference) string {
+	repo := repoString(r.Context())
+	switch r := r.(type) {
+	case name.Digest:
+		return repo + "@" + r.DigestStr()
+	case name.Tag:
+		return repo + ":" + r.TagStr()
+	}
+	return r.Name()
+}
+
+func repoString(repo name.Repository) string {
+	reg := repo.RegistryStr()
+	if reg == name.DefaultRegistry {
+		reg = "docker.io"
+	}
+	return reg + "/" + repo.RepositoryStr()
+}
+
+// refNameOf is the org.opencontainers.image.ref.name of a normalized reference, as
+// BuildKit computes it: the tag, or "@digest".
+func refNameOf(r name.Reference) string {
+	switch r := r.(type) {
+	case name.Tag:
+		return r.TagStr()
+	case name.Digest:
+		return "@" + r.DigestStr()
+	}
+	return r.Identifier()
+}
+
+// entryName returns the normalized reference an index.json descriptor carries, or "".
+func entryName(d v1.Descriptor) string {
+	if n := d.Annotations[AnnotationImageName]; n != "" {
+		if norm, err := NormalizeRef(n); err == nil {
+			return norm
+		}
+		return n
+	}
+	// Layouts written by other tools may carry a full reference in ref.name alone.
+	if n := d.Annotations[AnnotationRefName]; strings.ContainsAny(n, "/:@") {
+		if norm, err := NormalizeRef(n); err == nil {
+			return norm
+		}
+	}
+	return ""
+}
+
+// readIndex reads index.json without taking the locks: we always replace it by rename, so
+// a read sees a whole file. BuildKit rewrites it in place, so a torn read is retried under
+// BuildKit's lock.
+func (s *Store) readIndex() (*v1.IndexManifest, error) {
+	idx, err := s.readIndexFile()
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return idx, err
+	}
+	var lastErr = err
+	for range 50 {
+		l := flock.New(s.path(bkLockFile))
+		ok, lerr := l.TryRLock()
+		if lerr == nil && ok {
+			idx, err = s.readIndexFile()
+			_ = l.Unlock()
+			if err == nil {
+				return idx, nil
+			}
+			return nil, err
+		}
+		time.Sleep(lockRetry)
+		if idx, err = s.readIndexFile(); err == nil {
+			return idx, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (s *Store) readIndexFile() (*v1.IndexManifest, error) {
+	b, err := os.ReadFile(s.path(indexFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return emptyIndex(), nil
+		}
+		return nil, fmt.Errorf("read %s: %w", s.path(indexFile), err)
+	}
+	idx := emptyIndex()
+	if len(b) == 0 {
+		return idx, nil
+	}
+	if err := json.Unmarshal(b, idx); err != nil {
+		return nil, fmt.Errorf("parse %s: %w (the store index is damaged; restore it or remove the store)", s.path(indexFile), err)
+	}
+	return idx, nil
+}
+
+func emptyIndex() *v1.IndexManifest {
+	return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
+}
+
+// updateIndex runs fn on the current index under the index locks and, when fn reports a
+// change, replaces index.json atomically.
+func (s *Store) updateIndex(ctx context.Context, fn func(idx *v1.IndexManifest) (changed bool, err error)) error {
+	unlock, err := s.lockIndex(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	idx, err := s.readIndexFile()
+	if err != nil {
+		return err
+	}
+	changed, err := fn(idx)
+	if err != nil || !changed {
+		return err
+	}
+	if idx.SchemaVersion == 0 {
+		idx.SchemaVersion = 2
+	}
+	if idx.MediaType == "" {
+		idx.MediaType = types.OCIImageIndex
+	}
+	if idx.Manifests == nil {
+		idx.Manifests = []v1.Descriptor{}
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	return s.writeFileAtomic(indexFile, b)
+}
+
+// lockIndex takes our index lock and then BuildKit's, returning the function that
+// releases both.
+func (s *Store) lockIndex(ctx context.Context) (func(), error) {
+	own := flock.New(s.path(privateDir, indexLockFile))
+	if err := lockCtx(ctx, own, true); err != nil {
+		return nil, fmt.Errorf("lock store index: %w", err)
+	}
+	bk, err := s.lockBuildKit(ctx)
+	if err != nil {
+		_ = own.Unlock()
+		_ = own.Close()
+		return nil, err
+	}
+	return func() {
+		_ = bk.Unlock()
+		_ = bk.Close()
+		_ = own.Unlock()
+		_ = own.Close()
+	}, nil
+}
+
+// lockBuildKit takes index.json.lock exclusively. BuildKit deletes that file after each
+// use, so a lock on a file that has since been unlinked or replaced protects nothing:
+// after locking we check the path still names the locked file, and retry if not. We
+// never delete it ourselves.
+func (s *Store) lockBuildKit(ctx context.Context) (*flock.Flock, error) {
+	p := s.path(bkLockFile)
+	for {
+		l := flock.New(p)
+		if err := lockCtx(ctx, l, true); err != nil {
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		held, err1 := l.Stat()
+		onDisk, err2 := os.Stat(p)
+		if err1 == nil && err2 == nil && os.SameFile(held, onDisk) {
+			return l, nil
+		}
+		_ = l.Unlock()
+		_ = l.Close()
+		if err2 != nil && !errors.Is(err2, os.ErrNotExist) {
+			return nil, fmt.Errorf("lock %s: %w", p, err2)
+		}
+	}
+}
+
+// lockCtx takes l (exclusive or shared), waiting until ctx is done.
+func lockCtx(ctx context.Context, l *flock.Flock, exclusive bool) error {
+	try := l.TryRLock
+	if exclusive {
+		try = l.TryLock
+	}
+	ok, err := try()
+	if err == nil && ok {
+		return nil
+	}
+	if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+		return err
+	}
+	if exclusive {
+		ok, err = l.TryLockContext(ctx, lockRetry)
+	} else {
+		ok, err = l.TryRLockContext(ctx, lockRetry)
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("could not lock %s", l.Path())
+	}
+	return nil
+}
+
+// Lease holds off garbage collection until release is called: blobs written into the
+// store while a lease is held are not deleted before they are referenced from index.json.
+// Hold one while writing into Dir() by other means (a BuildKit OCI export) or while
+// reading an image's blobs for a long time.
+func (s *Store) Lease(ctx context.Context) (release func(), err error) {
+	l := flock.New(s.path(privateDir, gcLockFile))
+	if err := lockCtx(ctx, l, false); err != nil {
+		return nil, fmt.Errorf("lease store: %w", err)
+	}
+	return func() { _ = l.Unlock(); _ = l.Close() }, nil
+}
+
+// writeFileAtomic writes name (relative to the store) through a fsynced temporary file
+// and a rename, then fsyncs the directory.
+func (s *Store) writeFileAtomic(rel string, data []byte) error {
+	target := s.path(rel)
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(rel)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", target, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", target, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return fmt.Errorf("write %s: %w", target, err)
+	}
+	return syncDir(filepath.Dir(target))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,294 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/stream"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// writeJobs is how many layers WriteImage copies at once.
+const writeJobs = 3
+
+// HasBlob reports whether the store holds the blob h.
+func (s *Store) HasBlob(h v1.Hash) bool {
+	_, err := os.Stat(s.blobPath(h))
+	return err == nil
+}
+
+// WriteBlob copies r into the store as a blob. When want is not zero the content must
+// have that digest (and size, when size >= 0), else nothing is stored. An existing blob is
+// not written again (r is not read). It returns the digest and size of the blob.
+//
+// The content goes to a temporary file that is fsynced and renamed into place only after
+// its digest is verified.
+func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Reader) (v1.Hash, int64, error) {
+	if want.Hex != "" && s.HasBlob(want) {
+		return want, size, nil
+	}
+	if want.Hex != "" && want.Algorithm != "sha256" {
+		return v1.Hash{}, 0, fmt.Errorf("blob %s: only sha256 digests are supported", want)
+	}
+	f, err := os.CreateTemp(s.path(privateDir, tmpDir), "blob-*")
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("write blob: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("write blob %s: %w", want, err)
+	}
+	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+	if want.Hex != "" && got != want {
+		return v1.Hash{}, 0, fmt.Errorf("write blob: content has digest %s, want %s", got, want)
+	}
+	if size >= 0 && n != size {
+		return v1.Hash{}, 0, fmt.Errorf("write blob %s: got %d bytes, want %d", got, n, size)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return v1.Hash{}, 0, err
+	}
+	if err := os.Rename(tmp, s.blobPath(got)); err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("write blob %s: %w", got, err)
+	}
+	return got, n, nil
+}
+
+func (s *Store) writeBlobBytes(ctx context.Context, b []byte) (v1.Hash, error) {
+	sum := sha256.Sum256(b)
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	_, _, err := s.WriteBlob(ctx, h, int64(len(b)), bytes.NewReader(b))
+	return h, err
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// WriteImage stores img (its layers, config and manifest) and names it ref. Blobs already
+// in the store are not copied again. It replaces whatever ref named before.
+func (s *Store) WriteImage(ctx context.Context, ref string, img v1.Image) error {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	release, err := s.Lease(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	desc, err := s.writeImageBlobs(ctx, img)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", ref, err)
+	}
+	if err := syncDir(s.path("blobs", "sha256")); err != nil {
+		return err
+	}
+	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		setEntry(idx, desc, r)
+		return true, nil
+	})
+}
+
+// WriteIndex stores ii with every image and index it holds, and names it ref.
+func (s *Store) WriteIndex(ctx context.Context, ref string, ii v1.ImageIndex) error {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	release, err := s.Lease(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	desc, err := s.writeIndexBlobs(ctx, ii, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", ref, err)
+	}
+	if err := syncDir(s.path("blobs", "sha256")); err != nil {
+		return err
+	}
+	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		setEntry(idx, desc, r)
+		return true, nil
+	})
+}
+
+// writeImageBlobs writes the layers, config and manifest of img and returns the
+// manifest's descriptor.
+func (s *Store) writeImageBlobs(ctx context.Context, img v1.Image) (v1.Descriptor, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(writeJobs)
+	for _, l := range layers {
+		g.Go(func() error { return s.writeLayer(gctx, l) })
+	}
+	if err := g.Wait(); err != nil {
+		return v1.Descriptor{}, err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("config: %w", err)
+	}
+	if _, err := s.writeBlobBytes(ctx, cfg); err != nil {
+		return v1.Descriptor{}, err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("manifest: %w", err)
+	}
+	h, err := s.writeBlobBytes(ctx, raw)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if mt == "" {
+		mt = sniffMediaType(raw)
+	}
+	return v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}, nil
+}
+
+func (s *Store) writeLayer(ctx context.Context, l v1.Layer) error {
+	want, err := l.Digest()
+	if errors.Is(err, stream.ErrNotComputed) {
+		want = v1.Hash{}
+	} else if err != nil {
+		return err
+	}
+	if want.Hex != "" && s.HasBlob(want) {
+		return nil
+	}
+	size := int64(-1)
+	if want.Hex != "" {
+		if sz, err := l.Size(); err == nil {
+			size = sz
+		}
+	}
+	if mt, err := l.MediaType(); err == nil && !mt.IsDistributable() {
+		// Foreign layers live elsewhere; store them only when they can be read.
+		if ok, _ := partial.Exists(l); !ok {
+			return nil
+		}
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", want, err)
+	}
+	got, _, err := s.WriteBlob(ctx, want, size, rc)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("layer: %w", err)
+	}
+	if want.Hex == "" {
+		// A streamed layer knows its digest once read; it must match what we stored.
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		if d != got {
+			return fmt.Errorf("layer digest %s does not match its content %s", d, got)
+		}
+	}
+	return nil
+}
+
+func (s *Store) writeIndexBlobs(ctx context.Context, ii v1.ImageIndex, depth int) (v1.Descriptor, error) {
+	if depth > 8 {
+		return v1.Descriptor{}, fmt.Errorf("image index nested too deep")
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	for _, c := range im.Manifests {
+		switch {
+		case isIndex(c.MediaType):
+			child, err := ii.ImageIndex(c.Digest)
+			if err != nil {
+				return v1.Descriptor{}, fmt.Errorf("index %s: %w", c.Digest, err)
+			}
+			if _, err := s.writeIndexBlobs(ctx, child, depth+1); err != nil {
+				return v1.Descriptor{}, err
+			}
+		case c.MediaType.IsImage() || c.MediaType == types.OCIManifestSchema1 || c.MediaType == "":
+			img, err := ii.Image(c.Digest)
+			if err != nil {
+				return v1.Descriptor{}, fmt.Errorf("image %s: %w", c.Digest, err)
+			}
+			if _, err := s.writeImageBlobs(ctx, img); err != nil {
+				return v1.Descriptor{}, fmt.Errorf("image %s: %w", c.Digest, err)
+			}
+		default:
+			return v1.Descriptor{}, fmt.Errorf("index entry %s: unsupported media type %s", c.Digest, c.MediaType)
+		}
+	}
+	raw, err := ii.RawManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	h, err := s.writeBlobBytes(ctx, raw)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := ii.MediaType()
+	if err != nil || mt == "" {
+		mt = sniffMediaType(raw)
+	}
+	return v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}, nil
+}
+
+// Tag names the image src names dst too (src: any form Resolve takes). It replaces
+// whatever dst named before.
+func (s *Store) Tag(ctx context.Context, src, dst string) error {
+	r, err := ParseRef(dst)
+	if err != nil {
+		return err
+	}
+	release, err := s.Lease(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		m, err := s.match(idx, src)
+		if err != nil {
+			return false, fmt.Errorf("tag %s: %w", src, err)
+		}
+		setEntry(idx, m.desc, r)
+		return true, nil
+	})
+}
