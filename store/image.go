@@ -285,10 +285,10 @@ type storeIndex struct {
 
 var _ v1.ImageIndex = (*storeIndex)(nil)
 
-func (i *storeIndex) MediaType() (types.MediaType, error)        { return i.mediaType, nil }
-func (i *storeIndex) Digest() (v1.Hash, error)                   { return i.digest, nil }
-func (i *storeIndex) Size() (int64, error)                       { return int64(len(i.raw)), nil }
-func (i *storeIndex) RawManifest() ([]byte, error)               { return i.raw, nil }
+func (i *storeIndex) MediaType() (types.MediaType, error)       { return i.mediaType, nil }
+func (i *storeIndex) Digest() (v1.Hash, error)                  { return i.digest, nil }
+func (i *storeIndex) Size() (int64, error)                      { return int64(len(i.raw)), nil }
+func (i *storeIndex) RawManifest() ([]byte, error)              { return i.raw, nil }
 func (i *storeIndex) IndexManifest() (*v1.IndexManifest, error) { return i.manifest.DeepCopy(), nil }
 
 func (i *storeIndex) child(h v1.Hash) (v1.Descriptor, error) {
