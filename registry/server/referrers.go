@@ -71,6 +71,9 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if len(body) <= maxManifestLen && !s.checkManifestSizes(w, r, body) {
+		return
+	}
 	var mf manifestFields
 	if len(body) > maxManifestLen || json.Unmarshal(body, &mf) != nil || mf.Subject == nil || mf.Subject.Digest.Validate() != nil {
 		app.ServeHTTP(w, r)

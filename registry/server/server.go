@@ -105,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry server: log level %q: use error, warn, info or debug", cfg.LogLevel)
 	}
-	logrus.SetLevel(lvl)
+	configureLogging(lvl)
 
 	s := &Server{cfg: cfg}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
@@ -303,6 +303,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		user = u
 	}
 
+	if isWrite(r.Method) && s.cfg.ReadOnly {
+		writeError(lw, http.StatusMethodNotAllowed, "UNSUPPORTED", "the registry is read-only", nil)
+		return
+	}
 	if isWrite(r.Method) {
 		if err := s.enterWrite(r.Context()); err != nil {
 			writeError(lw, http.StatusServiceUnavailable, "UNAVAILABLE", "registry is busy: "+err.Error(), nil)
@@ -315,6 +319,24 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if m := referrersPath.FindStringSubmatch(r.URL.Path); m != nil {
 		s.serveReferrers(lw, r, m[1], m[2])
+		return
+	}
+	if !s.validRoute(lw, r) {
+		return
+	}
+	if m := manifestPath.FindStringSubmatch(r.URL.Path); m != nil {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			// distribution answers 404 to a client that does not name OCI types in Accept;
+			// a client that names nothing (curl) gets whatever is stored.
+			if a := r.Header.Get("Accept"); a == "" || a == "*/*" {
+				r.Header.Set("Accept", allManifestTypes)
+			}
+		}
+	}
+	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
+		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
+		s.singlePostUpload(app, lw, r)
 		return
 	}
 	if m := manifestPath.FindStringSubmatch(r.URL.Path); m != nil && !s.cfg.ReadOnly {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cluster-image/sealos/registry/server"
+)
+
+func init() { addRegistryCommand(newRegistryServeCmd) }
+
+type registryServeOptions struct {
+	port            int
+	address         string
+	htpasswd        string
+	tlsCert         string
+	tlsKey          string
+	readOnly        bool
+	configFile      string
+	logLevel        string
+	accessLog       bool
+	shutdownTimeout time.Duration
+}
+
+func newRegistryServeCmd() *cobra.Command {
+	o := &registryServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve an OCI registry (the hub) from a directory or from memory",
+		Long: `serve runs the hub: an OCI distribution 1.1 registry (distribution v3 plus the referrers
+API), until SIGINT or SIGTERM. On a signal it stops accepting connections and lets requests
+in flight finish (up to --shutdown-timeout); an upload cut short stays invisible.`,
+		Example: `  sealos registry serve filesystem /var/lib/registry
+  sealos registry serve fs ./registry -p 5001 --htpasswd /etc/registry/htpasswd --access-log
+  sealos registry serve inmem --address 127.0.0.1 --port 0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	f := cmd.PersistentFlags()
+	f.IntVarP(&o.port, "port", "p", 5000, "port to listen on (0 picks a free one)")
+	f.StringVar(&o.address, "address", "", "address to listen on (default: all interfaces)")
+	f.StringVar(&o.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) whose users may use the registry; see 'sealos registry passwd'")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serves HTTPS with --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	f.BoolVar(&o.readOnly, "read-only", false, "refuse pushes and deletes")
+	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML) for anything else; flags override it")
+	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
+	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after a signal")
+
+	cmd.AddCommand(&cobra.Command{
+		Use:     "filesystem DIR",
+		Aliases: []string{"fs"},
+		Short:   "Serve a registry stored in DIR (created if missing)",
+		Example: "  sealos registry serve filesystem /var/lib/registry --port 5000",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRegistryServe(cmd, o, server.Config{RootDirectory: args[0]})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:     "inmem",
+		Short:   "Serve a registry kept in memory (lost on exit; for tests)",
+		Example: "  sealos registry serve inmem -p 5001",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRegistryServe(cmd, o, server.Config{InMemory: true})
+		},
+	})
+	return cmd
+}
+
+func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Config) error {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.configFile != "" {
+		dc, err := server.LoadDistributionConfig(o.configFile)
+		if err != nil {
+			return err
+		}
+		cfg.Distribution = dc
+	}
+	cfg.Htpasswd = o.htpasswd
+	cfg.ReadOnly = o.readOnly
+	cfg.LogLevel = o.logLevel
+	if global.debug && !cmd.Flags().Changed("log-level") {
+		cfg.LogLevel = "debug"
+	}
+	if o.accessLog {
+		cfg.AccessLog = cmd.ErrOrStderr()
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.address, strconv.Itoa(o.port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	errc := make(chan error, 1)
+	scheme := "http"
+	go func() {
+		if o.tlsCert != "" {
+			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
+	where := "memory"
+	if cfg.RootDirectory != "" {
+		where = cfg.RootDirectory
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "registry serving %s on %s://%s\n", where, scheme, ln.Addr())
+
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		// requests still running are cut; their uploads stay invisible (never committed).
+		_ = hs.Close()
+		fmt.Fprintf(cmd.ErrOrStderr(), "registry: shutdown: %v\n", err)
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "registry stopped")
+	_ = os.Stderr.Sync()
+	return nil
+}

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+var (
+	uploadStartPath = regexp.MustCompile(`^/v2/(.+)/blobs/uploads/?$`)
+	uploadPath      = regexp.MustCompile(`^/v2/(.+)/blobs/uploads/([^/]*)$`)
+	blobPath        = regexp.MustCompile(`^/v2/(.+)/blobs/([^/]*)$`)
+	tagsPath        = regexp.MustCompile(`^/v2/(.+)/tags/list$`)
+	tagPattern      = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+)
+
+// allManifestTypes is the Accept header given to requests that name none.
+var allManifestTypes = strings.Join([]string{
+	v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}, ", ")
+
+// validRoute answers NAME_INVALID and TAG_INVALID for requests distribution's router
+// would not even match (it answers a bare 404 page to those).
+func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	var name, ref string
+	isManifest := false
+	if m := manifestPath.FindStringSubmatch(p); m != nil {
+		name, ref, isManifest = m[1], m[2], true
+	} else if m := uploadPath.FindStringSubmatch(p); m != nil {
+		name = m[1]
+	} else if m := blobPath.FindStringSubmatch(p); m != nil {
+		name = m[1]
+	} else if m := tagsPath.FindStringSubmatch(p); m != nil {
+		name = m[1]
+	} else if m := referrersPath.FindStringSubmatch(p); m != nil {
+		name = m[1]
+	} else {
+		return true
+	}
+	if _, err := reference.WithName(name); err != nil {
+		writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"name": name, "reason": err.Error()})
+		return false
+	}
+	if isManifest && !strings.Contains(ref, ":") && !tagPattern.MatchString(ref) {
+		writeError(w, http.StatusBadRequest, "TAG_INVALID", "manifest tag did not match URI", map[string]string{"tag": ref})
+		return false
+	}
+	if isManifest && strings.Contains(ref, ":") {
+		if _, err := digest.Parse(ref); err != nil {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": ref, "reason": err.Error()})
+			return false
+		}
+	}
+	return true
+}
+
+// singlePostUpload serves the spec's one-request upload, POST .../blobs/uploads/?digest=
+// with the blob as body, which distribution v3 answers with a session only: it opens the
+// session and completes it with a PUT, inside the hub.
+func (s *Server) singlePostUpload(app *handlers.App, w http.ResponseWriter, r *http.Request) {
+	post := r.Clone(r.Context())
+	post.Body = http.NoBody
+	post.ContentLength = 0
+	post.Header.Del("Content-Length")
+	q := post.URL.Query()
+	q.Del("digest")
+	post.URL.RawQuery = q.Encode()
+	post.RequestURI = post.URL.RequestURI()
+	rec := httptest.NewRecorder()
+	app.ServeHTTP(rec, post)
+	if rec.Code != http.StatusAccepted {
+		copyResponse(w, rec)
+		return
+	}
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload location: "+err.Error(), nil)
+		return
+	}
+	put := r.Clone(r.Context())
+	put.Method = http.MethodPut
+	lq := loc.Query()
+	lq.Set("digest", r.URL.Query().Get("digest"))
+	put.URL = &url.URL{Path: loc.Path, RawQuery: lq.Encode()}
+	put.RequestURI = put.URL.RequestURI()
+	put.Body = r.Body
+	put.Header.Del("Content-Range")
+	if put.Header.Get("Content-Type") == "" {
+		put.Header.Set("Content-Type", "application/octet-stream")
+	}
+	app.ServeHTTP(w, put)
+}
+
+func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = io.Copy(w, rec.Body)
+}
+
+// checkManifestSizes refuses a manifest whose config or layer descriptors give a size
+// other than the stored blob's (distribution v3 checks presence only). It returns false
+// after answering MANIFEST_INVALID.
+func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	var m struct {
+		Config *v1.Descriptor  `json:"config"`
+		Layers []v1.Descriptor `json:"layers"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return true // distribution reports the syntax error
+	}
+	descs := m.Layers
+	if m.Config != nil {
+		descs = append([]v1.Descriptor{*m.Config}, descs...)
+	}
+	for _, d := range descs {
+		if d.Digest.Validate() != nil || len(d.URLs) > 0 {
+			continue
+		}
+		fi, err := s.driver.Stat(r.Context(), blobData(d.Digest))
+		if err != nil {
+			continue // missing: distribution answers MANIFEST_BLOB_UNKNOWN
+		}
+		if fi.Size() != d.Size {
+			writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "manifest invalid",
+				map[string]any{"digest": d.Digest, "size": d.Size, "stored": fi.Size(), "reason": "descriptor size does not match the blob"})
+			return false
+		}
+	}
+	return true
+}
