@@ -1,0 +1,192 @@
+package save
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Cache is a content-addressed blob directory shared by every save on the machine
+// (`<root>/cache`): blobs/sha256/<hex> holds verified content, <hex>.partial a download
+// in progress (resumed from where it stopped). Files appear under their digest only once
+// their content has been checked, so a cached blob is never fetched again.
+type Cache struct {
+	Dir string
+}
+
+// Path is where verified blob d lives in the cache.
+func (c Cache) Path(d v1.Hash) string {
+	return filepath.Join(c.Dir, "blobs", d.Algorithm, d.Hex)
+}
+
+// Has says whether the cache holds blob d with the given size (size < 0: any size).
+func (c Cache) Has(d v1.Hash, size int64) bool {
+	st, err := os.Stat(c.Path(d))
+	return err == nil && st.Mode().IsRegular() && (size < 0 || st.Size() == size)
+}
+
+// Put stores small content (manifests) under its digest.
+func (c Cache) Put(d v1.Hash, data []byte) error {
+	if c.Has(d, int64(len(data))) {
+		return nil
+	}
+	return writeFileAtomic(c.Path(d), data)
+}
+
+// fetcher downloads blob d of repo over authenticated round trips.
+type fetcher interface {
+	transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error)
+}
+
+// Fetch makes the cache hold blob d (size bytes, < 0 if unknown), downloading it from repo
+// if needed and resuming a partial download left by an interrupted run. It returns the
+// number of bytes read from the network. Concurrent fetches of one blob, in this process or
+// another, download it once.
+func (c Cache) Fetch(ctx context.Context, f fetcher, repo name.Repository, d v1.Hash, size int64) (int64, error) {
+	if c.Has(d, size) {
+		return 0, nil
+	}
+	final := c.Path(d)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return 0, err
+	}
+	partial := final + ".partial"
+	pf, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer pf.Close()
+	if err := lockFile(ctx, pf); err != nil {
+		return 0, err
+	}
+	defer syscall.Flock(int(pf.Fd()), syscall.LOCK_UN)
+	if c.Has(d, size) { // another fetch finished while we waited
+		return 0, nil
+	}
+	// After waiting, the path may name a new file (the previous holder renamed ours away).
+	if st, err := os.Stat(partial); err != nil || !sameFile(st, pf) {
+		pf.Close()
+		return c.Fetch(ctx, f, repo, d, size)
+	}
+
+	h := sha256.New()
+	have, err := io.Copy(h, pf)
+	if err != nil {
+		return 0, err
+	}
+	if size >= 0 && have > size {
+		have = 0
+		h.Reset()
+		if err := pf.Truncate(0); err != nil {
+			return 0, err
+		}
+	}
+	var fetched int64
+	if size < 0 || have < size {
+		n, err := c.download(ctx, f, repo, d, pf, h, have)
+		fetched = n
+		if err != nil {
+			return fetched, err
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+		pf.Truncate(0)
+		return fetched, fmt.Errorf("blob %s: content has digest sha256:%s", d, got)
+	}
+	st, err := pf.Stat()
+	if err != nil {
+		return fetched, err
+	}
+	if size >= 0 && st.Size() != size {
+		pf.Truncate(0)
+		return fetched, fmt.Errorf("blob %s: got %d bytes, the manifest says %d", d, st.Size(), size)
+	}
+	if err := os.Rename(partial, final); err != nil {
+		return fetched, err
+	}
+	return fetched, nil
+}
+
+// download appends blob d from offset have to pf, feeding h. A server that ignores the
+// range request sends the whole blob, which then replaces what pf held.
+func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d v1.Hash, pf *os.File, h interface {
+	io.Writer
+	Reset()
+}, have int64) (int64, error) {
+	rt, err := f.transport(ctx, repo)
+	if err != nil {
+		return 0, err
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Registry.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	if have > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case have > 0 && resp.StatusCode == http.StatusPartialContent:
+		if _, err := pf.Seek(have, io.SeekStart); err != nil {
+			return 0, err
+		}
+	case resp.StatusCode == http.StatusOK:
+		h.Reset()
+		if err := pf.Truncate(0); err != nil {
+			return 0, err
+		}
+		if _, err := pf.Seek(0, io.SeekStart); err != nil {
+			return 0, err
+		}
+	default:
+		if err := transport.CheckError(resp, http.StatusOK); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("GET %s: unexpected status %s", u, resp.Status)
+	}
+	n, err := io.Copy(io.MultiWriter(pf, h), resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return n, nil
+}
+
+// lockFile takes an exclusive flock on f, giving up when ctx ends.
+func lockFile(ctx context.Context, f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			return fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func sameFile(st os.FileInfo, f *os.File) bool {
+	fst, err := f.Stat()
+	return err == nil && os.SameFile(st, fst)
+}
