@@ -62,7 +62,7 @@ func randomImage(t *testing.T, size, layers int64) v1.Image {
 // rawIndex is an index manifest pushed as written.
 type rawIndex []byte
 
-func (r rawIndex) RawManifest() ([]byte, error) { return r, nil }
+func (r rawIndex) RawManifest() ([]byte, error)        { return r, nil }
 func (r rawIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
 
 // multiArch pushes to ref an OCI index of an amd64 and an arm64 image plus an
