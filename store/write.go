@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
@@ -290,5 +291,49 @@ func (s *Store) Tag(ctx context.Context, src, dst string) error {
 		}
 		setEntry(idx, m.desc, r)
 		return true, nil
+	})
+}
+
+// TagDescriptor names refs the manifest or index desc describes, whose blobs are already
+// in Dir() (e.g. written by a BuildKit OCI export with an OutputStore over Dir()). It
+// checks that every blob desc refers to is present before naming it. Hold a Lease from
+// the start of such an export until TagDescriptor returns, so GC cannot delete the new
+// blobs in between.
+func (s *Store) TagDescriptor(ctx context.Context, desc v1.Descriptor, refs ...string) error {
+	parsed := make([]name.Reference, 0, len(refs))
+	for _, ref := range refs {
+		r, err := ParseRef(ref)
+		if err != nil {
+			return err
+		}
+		parsed = append(parsed, r)
+	}
+	release, err := s.Lease(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var blobs []v1.Hash
+	if err := s.collectBlobs(desc.Digest, map[v1.Hash]bool{}, &blobs, 0); err != nil {
+		return fmt.Errorf("tag %s: %w", desc.Digest, err)
+	}
+	if desc.MediaType == "" {
+		raw, err := s.readBlob(desc.Digest)
+		if err != nil {
+			return err
+		}
+		desc.MediaType = sniffMediaType(raw)
+	}
+	if desc.Size == 0 {
+		if fi, err := os.Stat(s.blobPath(desc.Digest)); err == nil {
+			desc.Size = fi.Size()
+		}
+	}
+	d := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, Annotations: desc.Annotations}
+	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		for _, r := range parsed {
+			setEntry(idx, d, r)
+		}
+		return len(parsed) > 0, nil
 	})
 }
