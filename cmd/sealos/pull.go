@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/cluster-image/sealos/registry/client"
+	"github.com/cluster-image/sealos/store"
+)
+
+func newPullCmd() *cobra.Command {
+	var (
+		f        transferFlags
+		platform string
+		all      bool
+		policy   string
+	)
+	cmd := &cobra.Command{
+		Use:   "pull IMAGE...",
+		Short: "Pull images from a registry into the local store",
+		Long: `pull downloads each IMAGE from its registry into the local store, under the same name.
+
+For a multi-platform index, only the image for --platform (default: this machine's) is
+stored, unless --all stores the whole index with every platform. --policy says when the
+registry is asked: always (default; an unchanged image is not downloaded again), missing
+(only when the store has no image of that name) or never (fail unless it is in the store).
+Blobs are verified against their digests. Credentials come from the docker config.json
+(see sealos login) and its credential helpers.`,
+		Example: `  sealos pull localhost:5000/apps/nginx:v1
+  sealos pull --platform linux/arm64 docker.io/labring/kubernetes:v1.29.0
+  sealos pull --all --policy missing registry.example.com/team/app:v1 registry.example.com/team/db:v2`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pol, err := client.ParsePolicy(policy)
+			if err != nil {
+				return err
+			}
+			opts, p, err := f.options()
+			if err != nil {
+				return err
+			}
+			if platform != "" {
+				pl, err := v1.ParsePlatform(platform)
+				if err != nil {
+					return fmt.Errorf("--platform %q: %w", platform, err)
+				}
+				opts = append(opts, client.WithPlatform(*pl))
+			}
+			st, err := store.Open(global.root)
+			if err != nil {
+				return err
+			}
+			var (
+				results []client.PullResult
+				errs    []error
+			)
+			for _, ref := range args {
+				res, err := client.Pull(cmd.Context(), st, ref, all, pol, opts...)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				results = append(results, res)
+			}
+			p.Close()
+			if f.output == "json" {
+				if results == nil {
+					results = []client.PullResult{}
+				}
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(results); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range results {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s %s\n", r.Ref, r.Status, r.Digest)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] to pull from a multi-platform index (default: this machine's)")
+	cmd.Flags().BoolVar(&all, "all", false, "pull every platform of a multi-platform index")
+	cmd.Flags().StringVar(&policy, "policy", string(client.PolicyAlways), "when to ask the registry: always, missing or never")
+	return cmd
+}
+
+func init() { addCommand(newPullCmd) }

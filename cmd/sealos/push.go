@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cluster-image/sealos/registry/client"
+	"github.com/cluster-image/sealos/store"
+)
+
+// transferFlags are the flags push and pull share.
+type transferFlags struct {
+	tlsVerify bool
+	jobs      int
+	quiet     bool
+	output    string
+}
+
+func (f *transferFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS with a verified certificate (plain HTTP is always allowed for localhost and loopback)")
+	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", client.DefaultJobs, "blobs to move at once")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress display")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "result format: text or json")
+}
+
+// options turns the flags into client options and a progress display on stderr (redrawn
+// on a terminal, plain lines otherwise). Close the returned Progress when done.
+func (f *transferFlags) options() ([]client.Option, *client.Progress, error) {
+	if f.output != "text" && f.output != "json" {
+		return nil, nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	}
+	opts := []client.Option{client.WithTLSVerify(f.tlsVerify), client.WithJobs(f.jobs), client.WithUserAgent("sealos/" + version)}
+	var p *client.Progress
+	if !f.quiet {
+		p = client.NewProgress(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
+		opts = append(opts, client.WithProgress(p))
+	}
+	return opts, p, nil
+}
+
+func newPushCmd() *cobra.Command {
+	var f transferFlags
+	cmd := &cobra.Command{
+		Use:   "push IMAGE [DESTINATION]",
+		Short: "Push an image from the local store to a registry",
+		Long: `push uploads IMAGE (an image or a multi-platform index) from the local store to a registry,
+under the name DESTINATION, or under IMAGE itself when DESTINATION is omitted.
+
+Blobs are sent exactly as stored, so the digest printed is the digest in the registry. Blobs
+the registry already has are not sent again, blobs of other repositories of the same
+registry are mounted, and transient network errors are retried. Credentials come from the
+docker config.json (see sealos login) and its credential helpers.`,
+		Example: `  # push under the image's own name
+  sealos push localhost:5000/apps/nginx:v1
+
+  # push a local image to another name
+  sealos push myapp:v1 registry.example.com/team/myapp:v1
+
+  # a registry with a self-signed certificate, result as JSON
+  sealos push --tls-verify=false -o json myapp:v1 10.0.0.2:5000/myapp:v1`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, dst := args[0], args[0]
+			if len(args) == 2 {
+				dst = args[1]
+			}
+			opts, p, err := f.options()
+			if err != nil {
+				return err
+			}
+			st, err := store.Open(global.root)
+			if err != nil {
+				return err
+			}
+			dstRef, err := client.ParseReference(dst, client.WithTLSVerify(f.tlsVerify))
+			if err != nil {
+				return fmt.Errorf("push: destination %q: %w", dst, err)
+			}
+			if mounts, err := client.MountSources(cmd.Context(), st, dstRef); err == nil {
+				opts = append(opts, client.WithMountFrom(mounts))
+			}
+			desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
+			p.Close()
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
+					Source      string `json:"source"`
+					Destination string `json:"destination"`
+					Digest      string `json:"digest"`
+					MediaType   string `json:"mediaType"`
+					Size        int64  `json:"size"`
+				}{src, dstRef.String(), desc.Digest.String(), string(desc.MediaType), desc.Size})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", dstRef.Context(), desc.Digest)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func init() { addCommand(newPushCmd) }

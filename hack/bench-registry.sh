@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench-registry: push and pull, in one run, (a) 1 GiB in four layers and (b) 64 layers of
+# 1 MiB, with sealos against the hub (`sealos registry serve`) and with crane against the
+# stock distribution registry, both on a filesystem directory of the same disk. Prints
+# seconds, MB/s and the ratio (stock time / sealos time: > 1 means sealos is faster), and
+# the time of a re-push of an unchanged image.
+#
+# usage: hack/bench-registry.sh SEALOS_BIN
+# needs: crane and registry (distribution) in PATH or $(go env GOPATH)/bin:
+#   go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
+#   go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+set -euo pipefail
+
+SEALOS=${1:?usage: $0 SEALOS_BIN}
+SEALOS=$(readlink -f "$SEALOS")
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$PATH:$(go env GOPATH)/bin"
+for t in crane registry; do
+	command -v "$t" >/dev/null || { echo "bench-registry: $t not found; see the header of $0" >&2; exit 1; }
+done
+
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/bench-registry.XXXXXX)}
+mkdir -p "$WORK"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "registry $1 did not start" >&2; exit 1; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
+
+echo "== preparing data in $WORK"
+go build -o "$WORK/benchdata" "$HERE/hack/benchdata"
+"$WORK/benchdata" -out "$WORK/layouts" -store "$WORK/root" -ref-prefix "bench/" >"$WORK/images.txt"
+cat "$WORK/images.txt"
+
+# The hub (sealos) and the stock distribution registry, each on its own empty directory.
+HUB_PORT=$(free_port)
+"$SEALOS" registry serve filesystem "$WORK/hub" --port "$HUB_PORT" --address 127.0.0.1 >"$WORK/hub.log" 2>&1 &
+PIDS+=($!)
+STOCK_PORT=$(free_port)
+cat >"$WORK/stock.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/stock
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$STOCK_PORT
+YAML
+OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none registry serve "$WORK/stock.yml" >"$WORK/stock.log" 2>&1 &
+PIDS+=($!)
+HUB=127.0.0.1:$HUB_PORT
+STOCK=127.0.0.1:$STOCK_PORT
+wait_up "$HUB"
+wait_up "$STOCK"
+
+declare -A T
+size_of() { du -sb "$WORK/layouts/$1/blobs" | awk '{print $1}'; }
+run() { # key cmd...
+	local key=$1; shift
+	sync
+	local s e
+	s=$(now)
+	"$@" >"$WORK/$key.out" 2>"$WORK/$key.err" || { echo "FAILED: $*" >&2; cat "$WORK/$key.err" >&2; exit 1; }
+	e=$(now)
+	T[$key]=$(secs "$s" "$e")
+}
+
+for img in large small; do
+	run "sealos-push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img:v1"
+	run "crane-push-$img" crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img:v1"
+done
+for img in large small; do
+	run "sealos-pull-$img" "$SEALOS" --root "$WORK/pullroot-$img" pull -q "$HUB/bench/$img:v1"
+	run "crane-pull-$img" crane pull --insecure --format oci "$STOCK/bench/$img:v1" "$WORK/cranepull-$img"
+done
+run "sealos-repush-small" "$SEALOS" --root "$WORK/root" push -q "bench/small:v1" "$HUB/bench/small:v1"
+run "crane-repush-small" crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small:v1"
+
+# Digests must be identical everywhere.
+for img in large small; do
+	want=$(awk -v n="$img" '$1==n{print $3}' "$WORK/images.txt")
+	got=$(crane digest --insecure "$HUB/bench/$img:v1")
+	[ "$want" = "$got" ] || { echo "digest mismatch for $img: built $want, hub has $got" >&2; exit 1; }
+done
+
+echo
+printf '%-28s %10s %10s %10s %10s %8s\n' "operation" "bytes" "sealos s" "MB/s" "stock s" "ratio"
+for op in push pull; do
+	for img in large small; do
+		b=$(size_of "$img")
+		s=${T[sealos-$op-$img]}
+		c=${T[crane-$op-$img]}
+		awk -v op="$op" -v img="$img" -v b="$b" -v s="$s" -v c="$c" 'BEGIN{
+			printf "%-28s %10d %10.3f %10.1f %10.3f %7.2fx\n", op " " img, b, s, b/s/1e6, c, c/s }'
+		awk -v b="$b" -v c="$c" 'BEGIN{ printf "%-28s %10s %10s %10.1f   (crane + distribution registry)\n", "", "", "", b/c/1e6 }'
+	done
+done
+printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
+	"$(awk -v s="${T[sealos-repush-small]}" -v c="${T[crane-repush-small]}" 'BEGIN{printf "%.2fx", c/s}')"
+echo "(re-push times include process start; targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"
