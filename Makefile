@@ -31,5 +31,10 @@ fmt:
 examples: build
 	./hack/examples.sh $(abspath $(BIN))
 
+# Push and pull 1 GiB in 4 layers and 64 x 1 MiB with sealos against the hub and with crane
+# against the stock distribution registry; prints MB/s and ratios (hack/bench-registry.sh).
+bench-registry: build
+	./hack/bench-registry.sh $(abspath $(BIN))
+
 clean:
 	rm -rf bin .bench
