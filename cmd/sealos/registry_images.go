@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cluster-image/sealos/builder/detect"
+)
+
+func init() { addRegistryCommand(newRegistryImagesCmd) }
+
+func newRegistryImagesCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "images CONTEXT",
+		Short: "List the container images a build context needs, and why",
+		Long: `images finds every container image the build context CONTEXT needs, as 'sealos build'
+and 'sealos registry save' do: charts under charts/ rendered with the Helm SDK (values.yaml,
+an optional charts/<name>.values.yaml beside the chart, subcharts whose conditions hold, and
+the helm.sh/images annotation), the containers of Kubernetes workloads and any 'image' field
+of other objects under manifests/, and the lists under images/shim/ (one image per line, #
+comments). Images matching a pattern of CONTEXT/.sealignore are left out. References keep
+their tags and digests.
+
+Output: each image followed by the files that named it and why (text), one reference per
+line (name), or a JSON array of {image, name, sources: [{file, reason}]} (json).`,
+		Example: `  sealos registry images .
+  sealos registry images ./my-app --output name
+  sealos registry images ./my-app --output json | jq -r '.[].image'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch output {
+			case "text", "name", "json":
+			default:
+				return fmt.Errorf("--output %q: want text, name or json", output)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			imgs, err := detect.Detect(ctx, args[0], detect.Options{})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				if imgs == nil {
+					imgs = []detect.Image{}
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(imgs)
+			case "name":
+				for _, i := range imgs {
+					fmt.Fprintln(out, i.Ref)
+				}
+			default:
+				for _, i := range imgs {
+					fmt.Fprintln(out, i.Ref)
+					for _, s := range i.Sources {
+						fmt.Fprintf(out, "    %s: %s\n", s.File, s.Reason)
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, name or json")
+	return cmd
+}
