@@ -28,7 +28,6 @@ type htpasswdAuth struct {
 	mu       sync.Mutex
 	modTime  time.Time
 	size     int64
-	checked  time.Time
 	users    map[string][]byte   // user -> bcrypt hash
 	verified map[string][32]byte // user -> sha256(salt, user, password) of a verified password
 }
@@ -42,13 +41,8 @@ func newHtpasswdAuth(path, realm string) (*htpasswdAuth, error) {
 	return a, nil
 }
 
-// reload re-reads the file if it changed (checked at most every 100 ms).
+// reload re-reads the file if it changed (a stat per request: microseconds).
 func (a *htpasswdAuth) reload(force bool) error {
-	now := time.Now()
-	if !force && now.Sub(a.checked) < 100*time.Millisecond {
-		return nil
-	}
-	a.checked = now
 	fi, err := os.Stat(a.path)
 	if err != nil {
 		return fmt.Errorf("htpasswd: %w", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -142,3 +143,5 @@ func locPath(t *testing.T, r resp) string {
 	require.NoError(t, err)
 	return u.Path
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }

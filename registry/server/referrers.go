@@ -158,7 +158,22 @@ func (s *Server) addReferrer(ctx context.Context, repo string, subject digest.Di
 // Referrers lists the manifests in repo whose subject is subject, optionally only those
 // of one artifact type.
 func (s *Server) Referrers(ctx context.Context, repo string, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
-	files, err := s.driver.List(ctx, referrerDir(repo, subject))
+	all, err := listReferrers(ctx, s.driver, repo, subject)
+	if err != nil {
+		return nil, err
+	}
+	out := []v1.Descriptor{}
+	for _, desc := range all {
+		if artifactType == "" || desc.ArtifactType == artifactType {
+			out = append(out, desc)
+		}
+	}
+	return out, nil
+}
+
+// listReferrers reads the referrers index of subject in repo.
+func listReferrers(ctx context.Context, d storagedriver.StorageDriver, repo string, subject digest.Digest) ([]v1.Descriptor, error) {
+	files, err := d.List(ctx, referrerDir(repo, subject))
 	if err != nil {
 		if isNotFound(err) {
 			return []v1.Descriptor{}, nil
@@ -168,7 +183,7 @@ func (s *Server) Referrers(ctx context.Context, repo string, subject digest.Dige
 	sort.Strings(files)
 	out := []v1.Descriptor{}
 	for _, f := range files {
-		b, err := s.driver.GetContent(ctx, f)
+		b, err := d.GetContent(ctx, f)
 		if err != nil {
 			if isNotFound(err) {
 				continue
@@ -179,15 +194,12 @@ func (s *Server) Referrers(ctx context.Context, repo string, subject digest.Dige
 		if err := json.Unmarshal(b, &desc); err != nil || desc.Digest.Validate() != nil {
 			continue
 		}
-		if _, err := s.driver.Stat(ctx, revisionLink(repo, desc.Digest)); err != nil {
+		if _, err := d.Stat(ctx, revisionLink(repo, desc.Digest)); err != nil {
 			if isNotFound(err) { // the manifest went away without us: heal the index
-				_ = s.driver.Delete(ctx, f)
+				_ = d.Delete(ctx, f)
 				continue
 			}
 			return nil, err
-		}
-		if artifactType != "" && desc.ArtifactType != artifactType {
-			continue
 		}
 		out = append(out, desc)
 	}
