@@ -54,7 +54,10 @@ func (s *Store) RemoveImages(ctx context.Context, opts RemoveOptions, refs ...st
 	var rep RemoveReport
 	var errs []error
 	for _, ref := range refs {
+		var untagged []string
+		var deleted []v1.Hash
 		err := s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+			untagged, deleted = nil, nil
 			m, err := s.match(idx, ref)
 			if err != nil {
 				return false, err
@@ -93,17 +96,20 @@ func (s *Store) RemoveImages(ctx context.Context, opts RemoveOptions, refs ...st
 			idx.Manifests = keep
 			for _, d := range gone {
 				if n := entryName(d); n != "" {
-					rep.Untagged = append(rep.Untagged, n)
+					untagged = append(untagged, n)
 				}
-				if len(sameDigest(idx, d.Digest)) == 0 && !containsHash(rep.Deleted, d.Digest) {
-					rep.Deleted = append(rep.Deleted, d.Digest)
+				if len(sameDigest(idx, d.Digest)) == 0 && !containsHash(deleted, d.Digest) && !containsHash(rep.Deleted, d.Digest) {
+					deleted = append(deleted, d.Digest)
 				}
 			}
 			return true, nil
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", ref, err))
+			continue
 		}
+		rep.Untagged = append(rep.Untagged, untagged...)
+		rep.Deleted = append(rep.Deleted, deleted...)
 	}
 	if len(rep.Deleted) > 0 && !opts.NoPrune {
 		gc, err := s.GC(ctx)

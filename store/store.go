@@ -22,11 +22,10 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,20 +236,33 @@ func emptyIndex() *v1.IndexManifest {
 }
 
 // updateIndex runs fn on the current index under the index locks and, when fn reports a
-// change, replaces index.json atomically.
+// change, replaces index.json atomically. fn may run more than once (on a freshly read
+// index each time), so it must not have effects outside idx.
 func (s *Store) updateIndex(ctx context.Context, fn func(idx *v1.IndexManifest) (changed bool, err error)) error {
-	unlock, err := s.lockIndex(ctx)
+	for {
+		done, err := s.tryUpdateIndex(ctx, fn)
+		if done || err != nil {
+			return err
+		}
+		slog.Debug("store: index.json.lock was replaced while we held it; retrying", "store", s.dir)
+	}
+}
+
+// tryUpdateIndex is one attempt of updateIndex; done is false when the attempt must be
+// repeated because BuildKit's lock file was replaced under us.
+func (s *Store) tryUpdateIndex(ctx context.Context, fn func(idx *v1.IndexManifest) (bool, error)) (done bool, err error) {
+	unlock, bk, err := s.lockIndex(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	idx, err := s.readIndexFile()
 	if err != nil {
-		return err
+		return false, err
 	}
 	changed, err := fn(idx)
 	if err != nil || !changed {
-		return err
+		return true, err
 	}
 	if idx.SchemaVersion == 0 {
 		idx.SchemaVersion = 2
@@ -263,30 +275,48 @@ func (s *Store) updateIndex(ctx context.Context, fn func(idx *v1.IndexManifest) 
 	}
 	b, err := json.Marshal(idx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.writeFileAtomic(indexFile, b)
+	tmp, err := s.writeTemp(indexFile, b)
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp)
+	// BuildKit's ociindex deletes index.json.lock after unlocking it. If it did so while
+	// we held the lock, another BuildKit writer may now hold a new lock file and be
+	// updating index.json: do not overwrite it, start again under the new lock.
+	if !stillLocked(bk) {
+		return false, nil
+	}
+	if err := os.Rename(tmp, s.path(indexFile)); err != nil {
+		return false, fmt.Errorf("write %s: %w", s.path(indexFile), err)
+	}
+	return true, syncDir(s.dir)
+}
+
+// stillLocked reports whether the lock file's path still names the file l holds locked.
+func stillLocked(l *flock.Flock) bool {
+	held, err1 := l.Stat()
+	onDisk, err2 := os.Stat(l.Path())
+	return err1 == nil && err2 == nil && os.SameFile(held, onDisk)
 }
 
 // lockIndex takes our index lock and then BuildKit's, returning the function that
-// releases both.
-func (s *Store) lockIndex(ctx context.Context) (func(), error) {
+// releases both and BuildKit's lock.
+func (s *Store) lockIndex(ctx context.Context) (func(), *flock.Flock, error) {
 	own := flock.New(s.path(privateDir, indexLockFile))
 	if err := lockCtx(ctx, own, true); err != nil {
-		return nil, fmt.Errorf("lock store index: %w", err)
+		return nil, nil, fmt.Errorf("lock store index: %w", err)
 	}
 	bk, err := s.lockBuildKit(ctx)
 	if err != nil {
-		_ = own.Unlock()
 		_ = own.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	return func() {
-		_ = bk.Unlock()
 		_ = bk.Close()
-		_ = own.Unlock()
 		_ = own.Close()
-	}, nil
+	}, bk, nil
 }
 
 // lockBuildKit takes index.json.lock exclusively. BuildKit deletes that file after each
@@ -296,20 +326,14 @@ func (s *Store) lockIndex(ctx context.Context) (func(), error) {
 func (s *Store) lockBuildKit(ctx context.Context) (*flock.Flock, error) {
 	p := s.path(bkLockFile)
 	for {
-		l := flock.New(p)
+		l := flock.New(p, flock.SetPermissions(0o644))
 		if err := lockCtx(ctx, l, true); err != nil {
 			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
-		held, err1 := l.Stat()
-		onDisk, err2 := os.Stat(p)
-		if err1 == nil && err2 == nil && os.SameFile(held, onDisk) {
+		if stillLocked(l) {
 			return l, nil
 		}
-		_ = l.Unlock()
 		_ = l.Close()
-		if err2 != nil && !errors.Is(err2, os.ErrNotExist) {
-			return nil, fmt.Errorf("lock %s: %w", p, err2)
-		}
 	}
 }
 
@@ -352,35 +376,44 @@ func (s *Store) Lease(ctx context.Context) (release func(), err error) {
 	return func() { _ = l.Unlock(); _ = l.Close() }, nil
 }
 
-// writeFileAtomic writes name (relative to the store) through a fsynced temporary file
+// writeFileAtomic writes rel (relative to the store) through a fsynced temporary file
 // and a rename, then fsyncs the directory.
 func (s *Store) writeFileAtomic(rel string, data []byte) error {
-	target := s.path(rel)
-	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(rel)+".tmp-*")
+	tmp, err := s.writeTemp(rel, data)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", target, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", target, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	target := s.path(rel)
 	if err := os.Rename(tmp, target); err != nil {
 		return fmt.Errorf("write %s: %w", target, err)
 	}
 	return syncDir(filepath.Dir(target))
+}
+
+// writeTemp writes data to a fsynced temporary file beside rel and returns its path.
+func (s *Store) writeTemp(rel string, data []byte) (string, error) {
+	target := s.path(rel)
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(rel)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", target, err)
+	}
+	return tmp, nil
 }
 
 func syncDir(dir string) error {
@@ -393,10 +426,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-func randomSuffix() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
