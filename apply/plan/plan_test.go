@@ -1,0 +1,104 @@
+package plan_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/apply/clusterfile"
+	"github.com/cluster-image/sealos/apply/internal/testimage"
+	"github.com/cluster-image/sealos/apply/plan"
+	"github.com/cluster-image/sealos/apply/tree"
+	"github.com/cluster-image/sealos/imagespec"
+	"github.com/cluster-image/sealos/store"
+)
+
+func read(t *testing.T, tr *tree.Tree, p string) string {
+	t.Helper()
+	rc, err := tr.Open(p)
+	require.NoError(t, err)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestBuild(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := store.Open(root)
+	require.NoError(t, err)
+
+	rootfs := testimage.Image(testimage.Config{
+		Labels: testimage.Rootfs(), Env: []string{"A=image", "B=image", "C=image", "D=image"}, Cmd: []string{"bash init.sh"},
+	},
+		testimage.Layer(map[string]string{"bin/kubelet": "v1", "etc/": "", "etc/gone": "x", "etc/conf.tmpl": "{{.A}} {{.B}} {{.C}} {{.D}} {{.registryDomain}}"}),
+		testimage.Layer(map[string]string{"bin/kubeadm": "v1", "scripts/init.sh": "echo init"}),
+	)
+	patch := testimage.Image(testimage.Config{Labels: map[string]string{"sealos.io.type": "patch"}},
+		testimage.Layer(map[string]string{"bin/kubelet": "v2", "etc/.wh.gone": ""}))
+	app := testimage.Image(testimage.Config{Env: []string{"APP=1"}, Cmd: []string{"kubectl apply -f manifests"}},
+		testimage.Layer(map[string]string{"manifests/app.yaml.tmpl": "app={{.APP}} a={{.A}}"}))
+	require.NoError(t, st.WriteImage(ctx, "test/rootfs:v1", rootfs))
+	require.NoError(t, st.WriteImage(ctx, "test/patch:v1", patch))
+	require.NoError(t, st.WriteImage(ctx, "test/app:v1", app))
+
+	c := clusterfile.New("default")
+	c.Spec.Hosts = []clusterfile.Host{
+		{IPS: []string{"10.0.0.1"}, Roles: []string{"master"}, Env: []string{"D=host"}},
+		{IPS: []string{"10.0.0.2"}, Roles: []string{"node"}},
+	}
+	c.Spec.Image = []string{"test/rootfs:v1", "test/patch:v1", "test/app:v1"}
+	c.Spec.Env = []string{"B=cluster", "C=cluster"}
+	work := filepath.Join(root, "work")
+	p, err := plan.Build(ctx, plan.Options{Cluster: c, Env: []string{"C=flag"}, Source: plan.StoreSource(st, nil), WorkDir: work})
+	require.NoError(t, err)
+
+	require.Len(t, p.Images, 3)
+	assert.Equal(t, imagespec.Rootfs, p.Images[0].Type)
+	assert.Equal(t, imagespec.Patch, p.Images[1].Type)
+	assert.Equal(t, imagespec.Application, p.Images[2].Type)
+	assert.Equal(t, []string{"10.0.0.1"}, p.Registry)
+
+	m := p.Rootfs["10.0.0.1"].Manifest().Map()
+	assert.Contains(t, m, "bin/kubeadm")
+	assert.NotContains(t, m, "etc/gone", "the patch's whiteout removes a file of the rootfs image")
+	assert.Equal(t, "v2", read(t, p.Rootfs["10.0.0.1"], "bin/kubelet"), "the patch overrides")
+	assert.Equal(t, "image cluster flag host sealos.hub", read(t, p.Rootfs["10.0.0.1"], "etc/conf"), "image < cluster < -e < host")
+	assert.Equal(t, "image cluster flag image sealos.hub", read(t, p.Rootfs["10.0.0.2"], "etc/conf"))
+
+	require.Len(t, p.Apps, 1)
+	assert.Equal(t, "app=1 a=image", read(t, p.Apps[0].Tree, "manifests/app.yaml"))
+	assert.Equal(t, []string{"kubectl apply -f manifests"}, p.Apps[0].Image.Commands())
+
+	// A second build reuses the unpacked trees and gives the same manifests.
+	p2, err := plan.Build(ctx, plan.Options{Cluster: c, Env: []string{"C=flag"}, Source: plan.StoreSource(st, nil), WorkDir: work})
+	require.NoError(t, err)
+	assert.Equal(t, p.Rootfs["10.0.0.2"].Manifest().Digest(), p2.Rootfs["10.0.0.2"].Manifest().Digest())
+	ents, _ := os.ReadDir(work)
+	assert.Len(t, ents, 4, "two trees and their manifests")
+}
+
+func TestBuildErrors(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := store.Open(root)
+	require.NoError(t, err)
+	bad := testimage.Image(testimage.Config{Labels: map[string]string{"sealos.io.type": "rootfs"}}, testimage.Layer(map[string]string{"a": "b"}))
+	require.NoError(t, st.WriteImage(ctx, "test/bad:v1", bad))
+	c := clusterfile.New("default")
+	c.Spec.Hosts = []clusterfile.Host{{IPS: []string{"10.0.0.1"}, Roles: []string{"master"}}}
+
+	c.Spec.Image = []string{"test/missing:v1"}
+	_, err = plan.Build(ctx, plan.Options{Cluster: c, Source: plan.StoreSource(st, nil), WorkDir: t.TempDir()})
+	assert.ErrorContains(t, err, "test/missing:v1")
+
+	c.Spec.Image = []string{"test/bad:v1"}
+	_, err = plan.Build(ctx, plan.Options{Cluster: c, Source: plan.StoreSource(st, nil), WorkDir: t.TempDir()})
+	assert.ErrorIs(t, err, imagespec.ErrInvalid)
+}
