@@ -51,6 +51,9 @@ type GCResult struct {
 // caches afterwards.
 func CollectGarbage(ctx context.Context, dir string, opts GCOptions) (GCResult, error) {
 	if _, err := os.Stat(filepath.Join(dir, "docker", "registry", "v2")); err != nil {
+		if _, lerr := os.Stat(filepath.Join(dir, lockFile)); lerr == nil {
+			return GCResult{DryRun: opts.DryRun, DeletedBlobs: []digest.Digest{}, DeletedManifests: []string{}}, nil // a hub that never stored anything
+		}
 		return GCResult{}, fmt.Errorf("gc %s: not a registry storage directory (no docker/registry/v2): %w", dir, err)
 	}
 	lock, err := lockForGC(ctx, dir)
