@@ -42,6 +42,8 @@ type Location struct {
 	File    string
 	Line    int // first line, from 1
 	EndLine int // last line, including continuations and heredocs
+	// Text is the instruction as written, continuations joined, heredoc bodies left out.
+	Text string
 }
 
 // String returns "file:line".

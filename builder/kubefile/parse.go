@@ -152,7 +152,7 @@ type node struct {
 
 func newNode(filename string, n *parser.Node) *node {
 	nd := &node{
-		loc:      Location{File: filename, Line: n.StartLine, EndLine: n.EndLine},
+		loc:      Location{File: filename, Line: n.StartLine, EndLine: n.EndLine, Text: strings.TrimSpace(n.Original)},
 		name:     strings.ToUpper(n.Value),
 		json:     n.Attributes["json"],
 		flags:    n.Flags,
