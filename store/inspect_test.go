@@ -17,15 +17,18 @@ import (
 
 func clusterImage(t testing.TB, labels map[string]string, images string) v1.Image {
 	t.Helper()
-	img, err := mutate.ConfigFile(randomImage(t, 200, 1), &v1.ConfigFile{
-		OS: "linux", Architecture: "amd64",
-		Config: v1.Config{
-			Labels:     labels,
-			Env:        []string{"registryDomain=sealos.hub", "A=b"},
-			Cmd:        []string{"kubectl apply -f manifests"},
-			Entrypoint: []string{"/bin/sh", "-c"},
-		},
-	})
+	base := randomImage(t, 200, 1)
+	cfg, err := base.ConfigFile()
+	require.NoError(t, err)
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	cfg.Config = v1.Config{
+		Labels:     labels,
+		Env:        []string{"registryDomain=sealos.hub", "A=b"},
+		Cmd:        []string{"kubectl apply -f manifests"},
+		Entrypoint: []string{"/bin/sh", "-c"},
+	}
+	img, err := mutate.ConfigFile(base, cfg)
 	require.NoError(t, err)
 	if images != "" {
 		img = mutate.Annotations(img, map[string]string{imagespec.AnnotationImages: images}).(v1.Image)
@@ -97,7 +100,12 @@ func TestInspectIndex(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	amd := clusterImage(t, map[string]string{"arch": "amd64"}, "")
-	armImg, err := mutate.ConfigFile(amd, &v1.ConfigFile{OS: "linux", Architecture: "arm64", Config: v1.Config{Labels: map[string]string{"arch": "arm64"}}})
+	armCfg, err := amd.ConfigFile()
+	require.NoError(t, err)
+	armCfg = armCfg.DeepCopy()
+	armCfg.Architecture = "arm64"
+	armCfg.Config.Labels = map[string]string{"arch": "arm64"}
+	armImg, err := mutate.ConfigFile(amd, armCfg)
 	require.NoError(t, err)
 	ii := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},

@@ -77,7 +77,7 @@ func (s *Store) RemoveImages(ctx context.Context, opts RemoveOptions, refs ...st
 				}
 				if len(names) > 1 && !opts.Force {
 					sort.Strings(names)
-					return false, fmt.Errorf("%w: %s is named %s; remove the names one by one or use force",
+					return false, fmt.Errorf("%w: image %s is named %s; remove the names one by one, or all at once with force (sealos rmi --force)",
 						ErrInUse, shortHex(m.desc.Digest), strings.Join(names, ", "))
 				}
 				for _, i := range m.entries {
