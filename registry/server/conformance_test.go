@@ -555,3 +555,28 @@ func TestDeleteDisabledAndReadOnly(t *testing.T) {
 	r = h.do("PUT", "/v2/ro/manifests/v2", map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte("{}"))
 	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
 }
+
+// TestLargeChunkedUpload crosses the upload writer's write-back threshold within and
+// across chunks, with a resume (new writer in append mode) per chunk.
+func TestLargeChunkedUpload(t *testing.T) {
+	_, ts := newTestServer(t, Config{})
+	h := &hub{t: t, url: ts.URL}
+	b := randomBytes(20<<20 + 12345)
+	d := digest.FromBytes(b)
+	r := h.do("POST", "/v2/large/blobs/uploads/", nil, nil)
+	require.Equal(t, http.StatusAccepted, r.status)
+	loc := h.location(r)
+	cuts := []int{0, 9 << 20, 9<<20 + 1, 19 << 20, len(b)}
+	for i := 0; i+1 < len(cuts); i++ {
+		chunk := b[cuts[i]:cuts[i+1]]
+		r = h.do("PATCH", loc, map[string]string{"Content-Type": "application/octet-stream",
+			"Content-Range": fmt.Sprintf("%d-%d", cuts[i], cuts[i+1]-1), "Content-Length": strconv.Itoa(len(chunk))}, chunk)
+		require.Equal(t, http.StatusAccepted, r.status, string(r.body))
+		loc = h.location(r)
+	}
+	r = h.do("PUT", withQuery(loc, "digest="+d.String()), nil, nil)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	r = h.do("GET", "/v2/large/blobs/"+d.String(), nil, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, d, digest.FromBytes(r.body))
+}

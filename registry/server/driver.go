@@ -1,15 +1,22 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	storagemiddleware "github.com/distribution/distribution/v3/registry/storage/driver/middleware"
@@ -55,31 +62,163 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// syncingDriver is the filesystem driver plus a directory sync after every Move. The
-// filesystem driver fsyncs upload data when it is committed and syncs the directory after
-// PutContent, but not after the rename that makes an uploaded blob visible at
-// blobs/<alg>/<xx>/<hex>/data: without the sync a crash could leave a link to a blob
-// whose directory entry never reached the disk.
+// syncingDriver is the filesystem driver with its durability put where it counts.
+//
+//   - After every Move (the rename that makes an uploaded blob visible at
+//     blobs/<alg>/<xx>/<hex>/data) it syncs the directories that changed; the stock driver
+//     does not, so a crash could leave a link to a blob whose directory entry never
+//     reached the disk.
+//   - Upload data (_uploads/<id>/data) is written through a writer that starts write-back
+//     as data arrives (sync_file_range) and fsyncs once, on Commit, before the blob is
+//     moved into place; the stock writer fsyncs on every Close, i.e. after each chunk,
+//     and only then starts writing. Same guarantee, the disk works while the network does.
+//   - Upload bookkeeping (_uploads/<id>/startedat, hashstates) is written without fsync:
+//     after a crash an upload restarts anyway.
 type syncingDriver struct {
 	storagedriver.StorageDriver
 	root string
 }
 
+func isUploadPath(p string) bool { return strings.Contains(p, "/_uploads/") }
+
+func (d *syncingDriver) full(p string) string { return filepath.Join(d.root, filepath.FromSlash(p)) }
+
 func (d *syncingDriver) Move(ctx context.Context, src, dst string) error {
+	// directories the rename's MkdirAll will create need their parents synced too
+	var created []string
+	for dir := filepath.Dir(d.full(dst)); len(dir) > len(d.root); dir = filepath.Dir(dir) {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		created = append(created, dir)
+	}
 	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
 		return err
 	}
-	// the new entry, and the directories MkdirAll may just have created.
-	dir := filepath.Join(d.root, filepath.FromSlash(dst))
-	for i := 0; i < 3; i++ {
-		dir = filepath.Dir(dir)
-		if err := syncDir(dir); err != nil {
+	if err := syncDir(filepath.Dir(d.full(dst))); err != nil {
+		return err
+	}
+	for _, dir := range created {
+		if err := syncDir(filepath.Dir(dir)); err != nil {
 			return err
 		}
-		if dir == d.root {
-			break
+	}
+	return nil
+}
+
+func (d *syncingDriver) PutContent(ctx context.Context, p string, content []byte) error {
+	if !isUploadPath(p) {
+		return d.StorageDriver.PutContent(ctx, p, content)
+	}
+	full := d.full(p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o777); err != nil {
+		return err
+	}
+	tmp := full + ".tmp-" + randomSecret()[:8]
+	if err := os.WriteFile(tmp, content, 0o666); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, full)
+}
+
+func (d *syncingDriver) Writer(ctx context.Context, p string, appendMode bool) (storagedriver.FileWriter, error) {
+	if !isUploadPath(p) || path.Base(p) != "data" {
+		return d.StorageDriver.Writer(ctx, p, appendMode)
+	}
+	full := d.full(p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o777); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	var off int64
+	if appendMode {
+		if off, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, err
+		}
+	} else if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), size: off, flushed: off}, nil
+}
+
+// writebackChunk is how much written data is handed to the kernel for write-back at once.
+const writebackChunk = 8 << 20
+
+// uploadWriter is the FileWriter of upload data: see syncingDriver.
+type uploadWriter struct {
+	f                            *os.File
+	bw                           *bufio.Writer
+	size, flushed                int64
+	closed, committed, cancelled bool
+}
+
+func (w *uploadWriter) Write(p []byte) (int, error) {
+	switch {
+	case w.closed:
+		return 0, errors.New("already closed")
+	case w.committed:
+		return 0, errors.New("already committed")
+	case w.cancelled:
+		return 0, errors.New("already cancelled")
+	}
+	n, err := w.bw.Write(p)
+	w.size += int64(n)
+	if err == nil && w.size-w.flushed >= writebackChunk {
+		if err = w.bw.Flush(); err == nil {
+			// start write-back now; Commit's fsync then has little left to wait for
+			_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.size-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+			w.flushed = w.size
 		}
 	}
+	return n, err
+}
+
+func (w *uploadWriter) Size() int64 { return w.size }
+
+func (w *uploadWriter) Close() error {
+	if w.closed {
+		return errors.New("already closed")
+	}
+	w.closed = true
+	if w.committed {
+		return w.f.Close()
+	}
+	err := w.bw.Flush()
+	return errors.Join(err, w.f.Close())
+}
+
+func (w *uploadWriter) Cancel(ctx context.Context) error {
+	if w.closed {
+		return errors.New("already closed")
+	}
+	w.cancelled, w.closed = true, true
+	_ = w.f.Close()
+	return os.Remove(w.f.Name())
+}
+
+// Commit makes the data durable: it returns only after fsync.
+func (w *uploadWriter) Commit(ctx context.Context) error {
+	switch {
+	case w.closed:
+		return errors.New("already closed")
+	case w.committed:
+		return errors.New("already committed")
+	case w.cancelled:
+		return errors.New("already cancelled")
+	}
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	w.committed = true
 	return nil
 }
 
