@@ -79,12 +79,16 @@ const (
 
 // Status is what the apply engine did, written after every step.
 type Status struct {
-	Phase   string        `json:"phase,omitempty"`
-	Images  []ImageStatus `json:"images,omitempty"`
-	Hosts   []HostStatus  `json:"hosts,omitempty"`
-	Steps   []Step        `json:"steps,omitempty"`
-	Message string        `json:"message,omitempty"`
-	Updated time.Time     `json:"updated,omitempty"`
+	Phase  string        `json:"phase,omitempty"`
+	Images []ImageStatus `json:"images,omitempty"`
+	Hosts  []HostStatus  `json:"hosts,omitempty"`
+	Steps  []Step        `json:"steps,omitempty"`
+	// Scripts are the rootfs script labels (e.g. clean) as applied, for reset.
+	Scripts map[string]string `json:"scripts,omitempty"`
+	// RegistryData is where registry hosts keep the served registry data, for reset.
+	RegistryData string    `json:"registryData,omitempty"`
+	Message      string    `json:"message,omitempty"`
+	Updated      time.Time `json:"updated,omitempty"`
 }
 
 // ImageStatus is an image that was fully applied.

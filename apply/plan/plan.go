@@ -51,6 +51,9 @@ type App struct {
 	Image Image
 	Name  string // directory name on the master
 	Tree  *tree.Tree
+	// Env is the env its templates and commands see: image ENV (rootfs images, then this
+	// one) < spec.env < -e < the first master's host env.
+	Env map[string]string
 }
 
 // Plan is what an apply does.
@@ -172,7 +175,7 @@ func Build(ctx context.Context, o Options) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plan: render %s: %w", img.Ref, err)
 		}
-		p.Apps = append(p.Apps, App{Image: img, Name: fmt.Sprintf("%02d-%s", i, AppName(img.Ref)), Tree: r})
+		p.Apps = append(p.Apps, App{Image: img, Name: fmt.Sprintf("%02d-%s", i, AppName(img.Ref)), Tree: r, Env: env})
 	}
 	prune(o.WorkDir, keep)
 	return p, nil
