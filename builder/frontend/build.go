@@ -243,11 +243,24 @@ func ParseEpoch(v string) (*time.Time, error) {
 
 // AliasNamedContexts adds, for every "context:REF" attribute, the same context under the
 // short name BuildKit looks up for a FROM (docker.io/library/busybox:latest -> busybox), so
-// callers may name local images in any normalized form.
+// callers may name local images in any normalized form. It also accepts
+// "oci-layout://STORE/NAME@DIGEST" values (the image's name after the store id, for the
+// reader) and rewrites them to BuildKit's "oci-layout://STORE@DIGEST".
 func AliasNamedContexts(attrs map[string]string) {
 	for k, v := range maps.Clone(attrs) {
 		name, ok := strings.CutPrefix(k, "context:")
-		if !ok || strings.Contains(name, "::") {
+		if !ok {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(v, "oci-layout://"); ok {
+			if store, after, ok := strings.Cut(rest, "/"); ok {
+				if _, dg, ok := strings.Cut(after, "@"); ok {
+					v = "oci-layout://" + store + "@" + dg
+					attrs[k] = v
+				}
+			}
+		}
+		if strings.Contains(name, "::") {
 			continue
 		}
 		named, err := reference.ParseNormalizedNamed(name)

@@ -393,16 +393,21 @@ func TestPredefinedPlatformArgs(t *testing.T) {
 
 func TestAliasNamedContexts(t *testing.T) {
 	attrs := map[string]string{
-		"context:docker.io/library/busybox:latest": "oci-layout://store/busybox@sha256:1",
-		"context:localhost:5000/app:v1":            "oci-layout://store/app@sha256:2",
+		"context:docker.io/library/busybox:latest": "oci-layout://store@sha256:1",
+		"context:localhost:5000/app:v1":            "oci-layout://store@sha256:2",
 		"context:kept":                             "x",
 		"context:docker.io/library/kept:latest":    "y",
 		"filename":                                 "Kubefile",
 	}
 	AliasNamedContexts(attrs)
-	assert.Equal(t, "oci-layout://store/busybox@sha256:1", attrs["context:busybox"])
-	assert.Equal(t, "oci-layout://store/app@sha256:2", attrs["context:localhost:5000/app:v1"])
+	assert.Equal(t, "oci-layout://store@sha256:1", attrs["context:busybox"])
+	assert.Equal(t, "oci-layout://store@sha256:2", attrs["context:localhost:5000/app:v1"])
 	assert.Equal(t, "x", attrs["context:kept"], "an explicit short name is not replaced")
+
+	attrs = map[string]string{"context:docker.io/library/base:v1": "oci-layout://sealos-store/docker.io/library/base:v1@sha256:3"}
+	AliasNamedContexts(attrs)
+	assert.Equal(t, "oci-layout://sealos-store@sha256:3", attrs["context:base:v1"])
+	assert.Equal(t, "oci-layout://sealos-store@sha256:3", attrs["context:docker.io/library/base:v1"])
 }
 
 func TestParseEpoch(t *testing.T) {
