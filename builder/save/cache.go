@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sys/unix"
 )
 
 // Cache is a content-addressed blob directory shared by every save on the machine
@@ -95,7 +97,7 @@ func (c Cache) Fetch(ctx context.Context, f fetcher, repo name.Repository, d v1.
 	}
 	var fetched int64
 	if size < 0 || have < size {
-		n, err := c.download(ctx, f, repo, d, pf, h, have)
+		n, err := c.download(ctx, f, repo, d, size, pf, h, have)
 		fetched = n
 		if err != nil {
 			return fetched, err
@@ -121,7 +123,7 @@ func (c Cache) Fetch(ctx context.Context, f fetcher, repo name.Repository, d v1.
 
 // download appends blob d from offset have to pf, feeding h. A server that ignores the
 // range request sends the whole blob, which then replaces what pf held.
-func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d v1.Hash, pf *os.File, h interface {
+func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d v1.Hash, size int64, pf *os.File, h interface {
 	io.Writer
 	Reset()
 }, have int64) (int64, error) {
@@ -144,15 +146,10 @@ func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d 
 	defer resp.Body.Close()
 	switch {
 	case have > 0 && resp.StatusCode == http.StatusPartialContent:
-		if _, err := pf.Seek(have, io.SeekStart); err != nil {
-			return 0, err
-		}
 	case resp.StatusCode == http.StatusOK:
 		h.Reset()
+		have = 0
 		if err := pf.Truncate(0); err != nil {
-			return 0, err
-		}
-		if _, err := pf.Seek(0, io.SeekStart); err != nil {
 			return 0, err
 		}
 	default:
@@ -161,9 +158,58 @@ func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d 
 		}
 		return 0, fmt.Errorf("GET %s: unexpected status %s", u, resp.Status)
 	}
-	n, err := io.Copy(io.MultiWriter(pf, h), resp.Body)
+	if size > have {
+		// Reserve the blocks up front (the file size stays what was written, which resuming
+		// relies on): the filesystem then allocates once instead of on every write.
+		unix.Fallocate(int(pf.Fd()), unix.FALLOC_FL_KEEP_SIZE, have, size-have)
+	}
+	n, err := copyHashed(pf, have, h, resp.Body)
 	if err != nil {
 		return n, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return n, nil
+}
+
+// copyBufSize is the chunk size of blob downloads: large chunks mean few system calls.
+const copyBufSize = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyHashed writes r to f from offset at, feeding h, in large chunks. (Writing through
+// O_DIRECT was tried: it saves CPU but the disk then caps a save at its raw speed, slower
+// than the page cache here.)
+func copyHashed(f *os.File, at int64, h io.Writer, r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := fill(r, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := f.WriteAt(buf[:n], at+total); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// fill reads r until buf is full, r ends (io.EOF) or fails.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }
