@@ -36,5 +36,10 @@ examples: build
 bench-registry: build
 	./hack/bench-registry.sh $(abspath $(BIN))
 
+# Save 10 images (~1 GB) from a local upstream hub with `sealos registry save` and with one
+# `skopeo copy ... dir:` per image, cold and with nothing changed (hack/bench-save.sh).
+bench-save: build
+	./hack/bench-save.sh $(abspath $(BIN))
+
 clean:
 	rm -rf bin .bench
