@@ -169,7 +169,7 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 		}
 		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), CacheImports: bc.CacheImports})
 		if err != nil {
-			return nil, err
+			return nil, Locate(f, err)
 		}
 		ref, err := r.SingleRef()
 		if err != nil {

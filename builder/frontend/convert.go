@@ -25,6 +25,7 @@ import (
 	"github.com/cluster-image/sealos/imagespec"
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -190,6 +191,7 @@ func Annotations(img dockerspec.DockerOCIImage, baseName string, baseDigest dige
 
 type converter struct {
 	f        *kubefile.File
+	srcmap   *llb.SourceMap
 	opt      ConvertOptions
 	exp      kubefile.Expander
 	meta     map[string]string
@@ -218,6 +220,9 @@ type stageState struct {
 
 func newConverter(f *kubefile.File, opt ConvertOptions) (*converter, error) {
 	c := &converter{f: f, opt: opt, exp: f.NewExpander(), busy: map[int]bool{}, usedArgs: map[string]bool{}}
+	if len(f.Source) > 0 {
+		c.srcmap = llb.NewSourceMap(nil, f.Name, "Dockerfile", f.Source)
+	}
 	c.build = platforms.Normalize(platforms.DefaultSpec())
 	if opt.BuildPlatform != nil {
 		c.build = platforms.Normalize(*opt.BuildPlatform)
@@ -286,6 +291,13 @@ func (c *converter) constraints(st *stageState, cmd kubefile.Command) []llb.Cons
 	}
 	if c.opt.NoCache {
 		opts = append(opts, llb.IgnoreCache)
+	}
+	if c.srcmap != nil {
+		l := cmd.Loc()
+		opts = append(opts, c.srcmap.Location([]*pb.Range{{
+			Start: &pb.Position{Line: int32(l.Line)},
+			End:   &pb.Position{Line: int32(max(l.EndLine, l.Line))},
+		}}))
 	}
 	return opts
 }
@@ -778,4 +790,54 @@ func clone(src dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
 	img.History = slices.Clone(src.History)
 	img.RootFS.DiffIDs = slices.Clone(src.RootFS.DiffIDs)
 	return img
+}
+
+// Locate names the Kubefile instruction a build error came from, when BuildKit attached
+// its source location: "Kubefile:5: RUN: process ... did not complete successfully". Other
+// errors are returned as they are.
+func Locate(f *kubefile.File, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, src := range errdefs.Sources(err) {
+		if src.Info == nil || src.Info.Filename != f.Name || len(src.Ranges) == 0 || src.Ranges[0].Start == nil {
+			continue
+		}
+		line := int(src.Ranges[0].Start.Line)
+		instr := ""
+		for _, s := range f.Stages {
+			if s.Line == line {
+				instr = "FROM"
+			}
+			for _, c := range s.Commands {
+				if c.Loc().Line == line {
+					instr = c.Instruction()
+				}
+			}
+		}
+		return &LocatedError{Err: err, Loc: kubefile.Error{File: f.Name, Line: line, Instruction: instr, Msg: rootMessage(err)}}
+	}
+	return err
+}
+
+// LocatedError is a build error with the Kubefile place it came from. Error() is the
+// place and BuildKit's message; Unwrap gives BuildKit's error with its details.
+type LocatedError struct {
+	Err error
+	Loc kubefile.Error
+}
+
+func (e *LocatedError) Error() string { return e.Loc.Error() }
+func (e *LocatedError) Unwrap() error { return e.Err }
+
+// rootMessage is the error text without the prefixes BuildKit's wrappers add.
+func rootMessage(err error) string {
+	msg := err.Error()
+	for {
+		rest, ok := strings.CutPrefix(msg, "failed to solve: ")
+		if !ok {
+			return msg
+		}
+		msg = rest
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/imagespec"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -419,4 +420,35 @@ func TestParseEpoch(t *testing.T) {
 	assert.Equal(t, epoch, *e)
 	_, err = ParseEpoch("yesterday")
 	assert.ErrorContains(t, err, `invalid SOURCE_DATE_EPOCH "yesterday"`)
+}
+
+func TestSourceLocations(t *testing.T) {
+	f, err := kubefile.Parse("Kubefile", strings.NewReader("FROM scratch\nENV A=1\nCOPY a \\\n  /b\nRUN exit 3\n"))
+	require.NoError(t, err)
+	res, err := Convert(context.Background(), f, ConvertOptions{TargetPlatform: &amd64, BuildPlatform: &amd64})
+	require.NoError(t, err)
+	def, err := res.State.Marshal(context.Background(), llb.Platform(amd64))
+	require.NoError(t, err)
+	pbdef := def.ToPB()
+	require.NotNil(t, pbdef.Source)
+	require.Len(t, pbdef.Source.Infos, 1)
+	assert.Equal(t, "Kubefile", pbdef.Source.Infos[0].Filename)
+	var lines []int32
+	for _, locs := range pbdef.Source.Locations {
+		for _, l := range locs.Locations {
+			lines = append(lines, l.Ranges[0].Start.Line, l.Ranges[0].End.Line)
+		}
+	}
+	assert.ElementsMatch(t, []int32{3, 4, 5, 5}, lines, "COPY spans lines 3-4, RUN line 5")
+
+	// An error BuildKit located at line 5 names the RUN.
+	solveErr := errdefs.WithSource(fmt.Errorf(`process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`),
+		&errdefs.Source{Info: &pb.SourceInfo{Filename: "Kubefile"}, Ranges: []*pb.Range{{Start: &pb.Position{Line: 5}, End: &pb.Position{Line: 5}}}})
+	err = Locate(f, fmt.Errorf("failed to solve: %w", solveErr))
+	assert.EqualError(t, err, `Kubefile:5: RUN: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`)
+	var le *LocatedError
+	require.ErrorAs(t, err, &le)
+	assert.Len(t, errdefs.Sources(err), 1, "BuildKit's details are kept")
+	plain := fmt.Errorf("boom")
+	assert.Equal(t, plain, Locate(f, plain))
 }

@@ -19,6 +19,8 @@ type File struct {
 	MetaArgs []*ArgCommand
 	// Stages in file order; there is at least one.
 	Stages []*Stage
+	// Source is the text that was parsed (for source maps in build errors).
+	Source []byte
 }
 
 // Stage is one FROM and the instructions up to the next FROM.

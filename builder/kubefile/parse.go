@@ -59,7 +59,7 @@ func Parse(filename string, r io.Reader) (*File, error) {
 	if err != nil {
 		return nil, lexError(filename, data, err)
 	}
-	f := &File{Name: filename, EscapeToken: res.EscapeToken}
+	f := &File{Name: filename, EscapeToken: res.EscapeToken, Source: data}
 	var cur *Stage
 	names := map[string]*Stage{}
 	for _, n := range res.AST.Children {
