@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -110,45 +107,20 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	errc := make(chan error, 1)
-	scheme := "http"
-	go func() {
-		if o.tlsCert != "" {
-			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
-		} else {
-			errc <- hs.Serve(ln)
-		}
-	}()
+	scheme, where := "http", "memory"
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
-	where := "memory"
 	if cfg.RootDirectory != "" {
 		where = cfg.RootDirectory
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "registry serving %s on %s://%s\n", where, scheme, ln.Addr())
-
-	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	stop()
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		// requests still running are cut; their uploads stay invisible (never committed).
-		_ = hs.Close()
-		fmt.Fprintf(cmd.ErrOrStderr(), "registry: shutdown: %v\n", err)
+	err = srv.Serve(ctx, ln, server.ServeOptions{TLSCert: o.tlsCert, TLSKey: o.tlsKey, ShutdownTimeout: o.shutdownTimeout})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(cmd.ErrOrStderr(), "registry stopped")
-	_ = os.Stderr.Sync()
 	return nil
 }

@@ -144,7 +144,7 @@ func (d *syncingDriver) Writer(ctx context.Context, p string, appendMode bool) (
 		f.Close()
 		return nil, err
 	}
-	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), size: off, flushed: off}, nil
+	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), size: off, flushed: off}, nil
 }
 
 // writebackChunk is how much written data is handed to the kernel for write-back at once.
