@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -564,4 +565,31 @@ func (s *saver) commit(p *plan) error {
 		}
 	}
 	return nil
+}
+
+// Context detects the images the build context dir needs (detect.Detect) and saves them
+// into opts.RegistryDir, by default dir/registry. It returns the detected images too.
+func Context(ctx context.Context, dir string, opts Options) ([]detect.Image, *Result, error) {
+	imgs, err := detect.Detect(ctx, dir, detect.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.RegistryDir == "" {
+		opts.RegistryDir = filepath.Join(dir, "registry")
+	}
+	res, err := Save(ctx, imgs, opts)
+	return imgs, res, err
+}
+
+// Refs lists the references of saved images as the imagespec.AnnotationImages annotation
+// records them: comma separated, in order.
+func (r *Result) Refs() string {
+	if r == nil {
+		return ""
+	}
+	refs := make([]string, 0, len(r.Images))
+	for _, s := range r.Images {
+		refs = append(refs, s.Ref)
+	}
+	return strings.Join(refs, ",")
 }

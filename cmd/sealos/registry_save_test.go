@@ -1,0 +1,150 @@
+package main
+
+// End-to-end tests of `sealos registry images` and `sealos registry save` with the real
+// binary ($SEALOS_BIN): the upstream and the saved directory are both served by
+// `sealos registry serve`, and skopeo pulls what was saved.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/builder/detect"
+	"github.com/cluster-image/sealos/builder/save"
+)
+
+// serveRegistryDir runs `sealos registry serve filesystem dir` on a free loopback port and
+// returns host:port.
+func serveRegistryDir(t *testing.T, bin, dir string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "registry", "serve", "filesystem", dir, "--port", "0", "--address", "127.0.0.1")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	re := regexp.MustCompile(`on https?://(\S+)`)
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return m[1]
+		}
+	}
+	t.Fatalf("registry serve exited without printing its address")
+	return ""
+}
+
+func TestRegistrySaveEndToEnd(t *testing.T) {
+	bin := sealosBin(t)
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Skip("skopeo is not installed (apt-get install skopeo)")
+	}
+	up := serveRegistryDir(t, bin, t.TempDir())
+	want := map[string]v1.Hash{}
+	for _, r := range []string{"app/web:1.0", "app/db:16", "tools/list:v1"} {
+		img, err := random.Image(32<<10, 2)
+		require.NoError(t, err)
+		ref, err := name.ParseReference(up + "/" + r)
+		require.NoError(t, err)
+		require.NoError(t, remote.Write(ref, img))
+		want[r], _ = img.Digest()
+	}
+
+	dir := t.TempDir()
+	files := map[string]string{
+		"manifests/app.yaml": fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      initContainers: [{name: init, image: "%[1]s/app/db:16"}]
+      containers: [{name: web, image: "%[1]s/app/web:1.0"}]
+`, up),
+		"images/shim/list": fmt.Sprintf("# extra\n%s/tools/list:v1@%s\n", up, want["tools/list:v1"]),
+	}
+	for p, c := range files {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
+	}
+	root := t.TempDir()
+
+	// registry images: what was found and why.
+	r := mustSealos(t, nil, "", "--root", root, "registry", "images", dir, "--output", "json")
+	var imgs []detect.Image
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &imgs))
+	require.Len(t, imgs, 3)
+	assert.Equal(t, up+"/app/db:16", imgs[0].Ref)
+	assert.Equal(t, []detect.Source{{File: "manifests/app.yaml", Reason: "Deployment/web init container init"}}, imgs[0].Sources)
+	assert.Equal(t, up+"/tools/list:v1@"+want["tools/list:v1"].String(), imgs[2].Ref)
+	r = mustSealos(t, nil, "", "--root", root, "registry", "images", dir)
+	assert.Contains(t, r.stdout, "    images/shim/list: image list, line 2\n")
+
+	// registry save, then the saved directory is served and pulled by skopeo.
+	r = mustSealos(t, nil, "", "--root", root, "registry", "save", dir, "--output", "json")
+	var res save.Result
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	require.Len(t, res.Images, 3)
+	assert.Greater(t, res.Fetched, int64(0))
+	saved := serveRegistryDir(t, bin, filepath.Join(dir, "registry"))
+	for ref, d := range want {
+		out := t.TempDir()
+		b, err := exec.Command("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--preserve-digests",
+			"docker://"+saved+"/"+ref, "dir:"+out).CombinedOutput()
+		require.NoError(t, err, "skopeo copy %s: %s", ref, b)
+		m, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+		require.NoError(t, err)
+		h, _, err := v1.SHA256(strings.NewReader(string(m)))
+		require.NoError(t, err)
+		assert.Equal(t, d, h, ref)
+	}
+
+	// Nothing changed: nothing fetched. Another context with the same images: nothing
+	// fetched either (the cache under --root is shared).
+	r = mustSealos(t, nil, "", "--root", root, "registry", "save", dir, "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	assert.Equal(t, int64(0), res.Fetched)
+	r = mustSealos(t, nil, "", "--root", root, "registry", "save", dir, "--registry-dir", filepath.Join(t.TempDir(), "r"), "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	assert.Equal(t, int64(0), res.Fetched)
+
+	// An image the upstream lacks fails, naming the image and the file that named it.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "images/shim/missing"), []byte(up+"/no/such:v1\n"), 0o644))
+	r = sealos(t, nil, "", "--root", root, "registry", "save", dir)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, "save image "+up+"/no/such:v1 named in images/shim/missing (image list, line 1)")
+
+	// --images saves exactly those images.
+	other := filepath.Join(t.TempDir(), "r")
+	mustSealos(t, nil, "", "--root", root, "registry", "save", dir, "--registry-dir", other, "--images", up+"/app/web:1.0")
+	entries, err := os.ReadDir(filepath.Join(other, "docker/registry/v2/repositories/app"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "web", entries[0].Name())
+}
