@@ -100,6 +100,12 @@ func detectChart(ctx context.Context, dir string, c chartEntry, opts Options, re
 	if err != nil {
 		return fmt.Errorf("load chart %s: %w", rel, err)
 	}
+	if c.values == "" && ch.Name() != "" {
+		// An archive's override may be named after the chart rather than the file.
+		if v := filepath.Join(filepath.Dir(c.path), ch.Name()+".values.yaml"); fileExists(v) {
+			c.values = v
+		}
+	}
 	vals := map[string]any{}
 	if c.values != "" {
 		v, err := common.ReadValuesFile(c.values)

@@ -289,6 +289,18 @@ func TestDetectDefaultsWithoutOverride(t *testing.T) {
 		"quay.io/app/sidecar:v2", "registry.example.com/app/web:1.0", "postgres:16", "redis:7",
 		"quay.io/pkg/override:v9", "quay.io/pkg/hook:v1", "quay.io/cm/data:v1",
 	}, refs)
+
+	// The override of an archive may be named after the chart instead of the file.
+	require.NoError(t, os.Rename(filepath.Join(dir, "charts/pkg-0.1.0.values.yaml"), filepath.Join(dir, "charts/pkg.values.yaml")))
+	writeFiles(t, dir, map[string]string{"charts/pkg.values.yaml": "image: quay.io/pkg/by-name:v2\n"})
+	imgs, err = Detect(context.Background(), dir, Options{})
+	require.NoError(t, err)
+	refs = nil
+	for _, i := range imgs {
+		refs = append(refs, i.Ref)
+	}
+	assert.Contains(t, refs, "quay.io/pkg/by-name:v2")
+	assert.NotContains(t, refs, "quay.io/pkg/override:v9")
 }
 
 func TestDetectErrors(t *testing.T) {

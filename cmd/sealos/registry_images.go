@@ -24,8 +24,11 @@ and 'sealos registry save' do: charts under charts/ rendered with the Helm SDK (
 an optional charts/<name>.values.yaml beside the chart, subcharts whose conditions hold, and
 the helm.sh/images annotation), the containers of Kubernetes workloads and any 'image' field
 of other objects under manifests/, and the lists under images/shim/ (one image per line, #
-comments). Images matching a pattern of CONTEXT/.sealignore are left out. References keep
-their tags and digests.
+comments). References keep their tags and digests.
+
+CONTEXT/.sealignore leaves images out: one pattern per line (# comments), '*' matching any
+characters and '?' one; a pattern without tag or digest matches every tag and digest of the
+repository (e.g. "quay.io/debug/*", "nginx", "*:debug").
 
 Output: each image followed by the files that named it and why (text), one reference per
 line (name), or a JSON array of {image, name, sources: [{file, reason}]} (json).`,
