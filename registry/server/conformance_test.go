@@ -580,3 +580,43 @@ func TestLargeChunkedUpload(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, d, digest.FromBytes(r.body))
 }
+
+// TestManifestShapes: OCI 1.1 shapes a registry must accept.
+func TestManifestShapes(t *testing.T) {
+	_, ts := newTestServer(t, Config{})
+	h := &hub{t: t, url: ts.URL}
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	cd := h.pushBlob("shapes", cfg)
+
+	// no layers
+	m := v1.Manifest{MediaType: v1.MediaTypeImageManifest, Config: v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cd, Size: int64(len(cfg))}, Layers: []v1.Descriptor{}}
+	m.SchemaVersion = 2
+	mb, _ := json.Marshal(m)
+	r := h.putManifest("shapes", "nolayers", mb, v1.MediaTypeImageManifest)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+
+	// an index with an artifactType and annotations, and an index of that index
+	idx := v1.Index{MediaType: v1.MediaTypeImageIndex, ArtifactType: "application/vnd.example.index",
+		Manifests:   []v1.Descriptor{{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}},
+		Annotations: map[string]string{"k": "v"}}
+	idx.SchemaVersion = 2
+	ib, _ := json.MarshalIndent(idx, "", "\t")
+	r = h.putManifest("shapes", digest.FromBytes(ib).String(), ib, v1.MediaTypeImageIndex)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	nested := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: []v1.Descriptor{{MediaType: v1.MediaTypeImageIndex, Digest: digest.FromBytes(ib), Size: int64(len(ib))}}}
+	nested.SchemaVersion = 2
+	nb, _ := json.Marshal(nested)
+	r = h.putManifest("shapes", "nested", nb, v1.MediaTypeImageIndex)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	r = h.do("GET", "/v2/shapes/manifests/nested", map[string]string{"Accept": v1.MediaTypeImageIndex}, nil)
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, nb, r.body)
+
+	// docker schema2 manifests still work
+	dm := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":%d,"digest":"%s"},"layers":[]}`, len(cfg), cd)
+	r = h.putManifest("shapes", "docker", []byte(dm), "application/vnd.docker.distribution.manifest.v2+json")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	r = h.do("GET", "/v2/shapes/manifests/docker", nil, nil)
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "application/vnd.docker.distribution.manifest.v2+json", r.header.Get("Content-Type"))
+}
