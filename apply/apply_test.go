@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -157,6 +158,29 @@ func TestApplyEndToEnd(t *testing.T) {
 		assert.Equal(t, "tool v1", e.read(2, data+"/rootfs/bin/tool"))
 		assert.Equal(t, "cmd-v1\n", e.read(2, "/var/lib/sealos/cmd.log"))
 		assert.Equal(t, "cmd-v1\n", e.read(0, "/var/lib/sealos/cmd.log"), "the others do not run again")
+	})
+
+	t.Run("exec and scp", func(t *testing.T) {
+		var out safeBuffer
+		o := apply.HostsOptions{Root: e.root, Name: "default", Roles: []string{"master"}, Out: &out}
+		require.NoError(t, apply.Exec(ctx, o, "echo hello from $(cat /etc/hostname 2>/dev/null || echo x) >/dev/null; echo hi"))
+		assert.Equal(t, master+": hi\n", out.String())
+		o = apply.HostsOptions{Root: e.root, Name: "default", Out: &out}
+		err := apply.Exec(ctx, o, "exit 4")
+		require.Error(t, err)
+		for _, ip := range []string{master, n1, n2} {
+			assert.Contains(t, err.Error(), ip)
+		}
+		src := filepath.Join(t.TempDir(), "dir")
+		require.NoError(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(src, "sub", "f"), []byte("dir file"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(src, "..", "single"), []byte("single"), 0o600))
+		o.IPs = []string{n2}
+		require.NoError(t, apply.Scp(ctx, o, src, "/var/lib/sealos/scp"))
+		require.NoError(t, apply.Scp(ctx, o, filepath.Join(src, "..", "single"), "/var/lib/sealos/single"))
+		assert.Equal(t, "dir file", e.read(2, "/var/lib/sealos/scp/sub/f"))
+		assert.Equal(t, "single", e.read(2, "/var/lib/sealos/single"))
+		assert.Contains(t, e.read(1, "/var/lib/sealos/single"), "no such file")
 	})
 
 	t.Run("delete a node", func(t *testing.T) {
