@@ -176,7 +176,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 		g.Go(func() error {
 			tags, err := s.src.tags(gctx, r)
 			if err != nil {
-				if isNotFound(err) { // listed but empty (all tags deleted)
+				if isNotFound(err) && sl.Path == "" { // listed but empty (all tags deleted)
 					return nil
 				}
 				s.record(rep, ImageResult{Source: sl.Registry.RegistryStr() + "/" + r, Destination: path.Join(dl.Registry.RegistryStr(), dl.Path, r), Status: StatusFailed, Error: err.Error()})
