@@ -1,0 +1,372 @@
+package buildkit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/content"
+	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/util/progress/progressui"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+)
+
+// Local mount and frontend attribute names shared with the frontend. They follow BuildKit's
+// dockerfile frontend, so a Kubefile build and a Dockerfile build take the same options.
+const (
+	// LocalContext is the build context directory.
+	LocalContext = "context"
+	// LocalKubefile is the directory holding the Kubefile; AttrFilename names the file in it.
+	LocalKubefile = "dockerfile"
+	// AttrFilename is the Kubefile's name inside LocalKubefile.
+	AttrFilename = "filename"
+	// AttrBuildArg prefixes a --build-arg: "build-arg:NAME" = value.
+	AttrBuildArg = "build-arg:"
+	// AttrLabel prefixes a --label: "label:NAME" = value.
+	AttrLabel = "label:"
+	// AttrTarget is the stage to build (--target).
+	AttrTarget = "target"
+	// AttrPlatform is the comma-separated list of target platforms (--platform).
+	AttrPlatform = "platform"
+	// AttrNoCache disables the cache for every step when set to "".
+	AttrNoCache = "no-cache"
+	// AttrContext prefixes a named context: "context:NAME" = "oci-layout://STORE/REF@DIGEST"
+	// replaces image NAME in FROM (and COPY --from) by an image of a local OCI store.
+	AttrContext = "context:"
+	// StoreID is the OCI store key of the local image store in the build session.
+	StoreID = "sealos-store"
+)
+
+// Compression of exported layers.
+const (
+	// CompressionNone stores layers as plain tar: fastest to build, largest to push.
+	CompressionNone = "uncompressed"
+	// CompressionZstd compresses at a low level: close to disk speed, about gzip's size.
+	CompressionZstd = "zstd"
+	// CompressionGzip is the most compatible choice and the slowest to build.
+	CompressionGzip = "gzip"
+)
+
+// BuildOptions describe one build.
+type BuildOptions struct {
+	// ContextDir is the build context.
+	ContextDir string
+	// File is the path of the Kubefile.
+	File string
+	// Tags are the references the image gets in the store (normalized by the caller).
+	Tags []string
+	// BuildArgs, Labels, Target and Platforms are passed to the frontend.
+	BuildArgs map[string]string
+	Labels    map[string]string
+	Target    string
+	Platforms []string
+	// NoCache rebuilds every step.
+	NoCache bool
+	// Compression of the layers: CompressionNone, CompressionZstd or CompressionGzip;
+	// CompressionLevel 0 means the compressor's default for zstd-low (see DefaultCompression).
+	Compression      string
+	CompressionLevel int
+	// StoreDir is the OCI image layout the image is exported into and FROM images are read
+	// from (the local store). Required.
+	StoreDir string
+	// LocalImages maps image names a FROM may use to their manifest digest in StoreDir;
+	// each becomes a named context, so the build never looks for them in a registry.
+	LocalImages map[string]digest.Digest
+	// Frontend turns the Kubefile into LLB and an image config; it runs in this process and
+	// talks to the engine through the gateway API.
+	Frontend gwclient.BuildFunc
+	// FrontendAttrs are more attributes for the frontend.
+	FrontendAttrs map[string]string
+	// Annotations are added to the manifest.
+	Annotations map[string]string
+	// Progress is the display mode: auto, tty, plain, quiet or rawjson; ProgressOut its
+	// writer (default os.Stderr).
+	Progress    string
+	ProgressOut io.Writer
+}
+
+// DefaultCompression is what `sealos build` uses unless told otherwise. Cluster-image layers
+// are unpacked by our own apply engine, never by a container runtime, and most of their
+// bytes are container-image blobs under registry/ that are already compressed: gzip spends
+// ~30 s per GB on them for a few percent. zstd at level 1 runs near disk speed and still
+// shrinks manifests, charts and binaries well.
+const (
+	DefaultCompression      = CompressionZstd
+	DefaultCompressionLevel = 1
+)
+
+// Result is what a build produced.
+type Result struct {
+	// Descriptor is the image manifest (or index, for several platforms) in the store.
+	Descriptor ocispecs.Descriptor
+	// Tags are the references written to the store.
+	Tags []string
+	// Steps counts the build steps that ran or came from cache; Cached those from cache.
+	Steps, Cached int
+	// ExporterResponse is BuildKit's raw exporter response.
+	ExporterResponse map[string]string
+}
+
+// Build runs one build on the engine and writes the image into opt.StoreDir under every tag.
+func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
+	if opt.Frontend == nil {
+		return nil, errors.New("build: no frontend")
+	}
+	if opt.StoreDir == "" {
+		return nil, errors.New("build: no store directory")
+	}
+	ctxDir, err := filepath.Abs(opt.ContextDir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(ctxDir); err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", ctxDir)
+	}
+	file, err := filepath.Abs(opt.File)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("kubefile: %w", err)
+	}
+	ctxFS, err := fsutil.NewFS(ctxDir)
+	if err != nil {
+		return nil, err
+	}
+	fileFS, err := fsutil.NewFS(filepath.Dir(file))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opt.StoreDir, 0o755); err != nil {
+		return nil, err
+	}
+	store, err := contentlocal.NewStore(opt.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+
+	attrs := map[string]string{AttrFilename: filepath.Base(file)}
+	for k, v := range opt.BuildArgs {
+		attrs[AttrBuildArg+k] = v
+	}
+	for k, v := range opt.Labels {
+		attrs[AttrLabel+k] = v
+	}
+	if opt.Target != "" {
+		attrs[AttrTarget] = opt.Target
+	}
+	if len(opt.Platforms) > 0 {
+		attrs[AttrPlatform] = strings.Join(opt.Platforms, ",")
+	}
+	if opt.NoCache {
+		attrs[AttrNoCache] = ""
+	}
+	for name, dgst := range opt.LocalImages {
+		attrs[AttrContext+name] = "oci-layout://" + StoreID + "/" + name + "@" + dgst.String()
+	}
+	for k, v := range opt.FrontendAttrs {
+		attrs[k] = v
+	}
+
+	exp, err := exportAttrs(opt)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(ctxDir))
+	solveOpt := client.SolveOpt{
+		Exports: []client.ExportEntry{{
+			Type:        client.ExporterOCI,
+			Attrs:       exp,
+			OutputStore: store,
+		}},
+		LocalMounts:   map[string]fsutil.FS{LocalContext: ctxFS, LocalKubefile: fileFS},
+		OCIStores:     map[string]content.Store{StoreID: store},
+		SharedKey:     hex.EncodeToString(sum[:8]),
+		FrontendAttrs: attrs,
+	}
+
+	mode := opt.Progress
+	if mode == "" {
+		mode = string(progressui.AutoMode)
+	}
+	out := opt.ProgressOut
+	if out == nil {
+		out = os.Stderr
+	}
+	display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
+	if err != nil {
+		return nil, fmt.Errorf("--progress %s: %w", mode, err)
+	}
+
+	ch := make(chan *client.SolveStatus)
+	dch := make(chan *client.SolveStatus)
+	var count stepCounter
+	var res *client.SolveResponse
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var err error
+		res, err = e.Client.Build(ectx, solveOpt, "sealos", opt.Frontend, ch)
+		return err
+	})
+	eg.Go(func() error {
+		defer close(dch)
+		for s := range ch {
+			count.add(s)
+			dch <- s
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		// The display must drain dch to the end even on error, so it does not use ectx.
+		_, err := display.UpdateFrom(context.WithoutCancel(ctx), dch)
+		return err
+	})
+	if err := eg.Wait(); err != nil {
+		return nil, explain(err)
+	}
+
+	desc, err := exportedDescriptor(res.ExporterResponse)
+	if err != nil {
+		return nil, err
+	}
+	// The client wrote index.json only for OutputDir exports; we pass the store directly
+	// (so the store's lock is honoured), and name the image ourselves.
+	if err := putIndex(opt.StoreDir, desc, opt.Tags); err != nil {
+		return nil, err
+	}
+	steps, cached := count.result()
+	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil
+}
+
+func exportAttrs(opt BuildOptions) (map[string]string, error) {
+	comp := opt.Compression
+	level := opt.CompressionLevel
+	if comp == "" {
+		comp = DefaultCompression
+		if level == 0 {
+			level = DefaultCompressionLevel
+		}
+	}
+	switch comp {
+	case CompressionNone, CompressionZstd, CompressionGzip:
+	default:
+		return nil, fmt.Errorf("unknown compression %q: use %s, %s or %s", comp, CompressionZstd, CompressionNone, CompressionGzip)
+	}
+	attrs := map[string]string{
+		"compression":       comp,
+		"force-compression": "false",
+		"oci-mediatypes":    "true",
+		"tar":               "false",
+	}
+	if len(opt.Tags) > 0 {
+		attrs["name"] = strings.Join(opt.Tags, ",")
+	}
+	if level != 0 && comp != CompressionNone {
+		attrs["compression-level"] = strconv.Itoa(level)
+	}
+	for k, v := range opt.Annotations {
+		attrs["annotation."+k] = v
+	}
+	return attrs, nil
+}
+
+func exportedDescriptor(resp map[string]string) (ocispecs.Descriptor, error) {
+	var desc ocispecs.Descriptor
+	raw := resp[exptypes.ExporterImageDescriptorKey]
+	if raw == "" {
+		dg := resp[exptypes.ExporterImageDigestKey]
+		if dg == "" {
+			return desc, errors.New("build: the exporter returned no image")
+		}
+		return desc, fmt.Errorf("build: the exporter returned digest %s without a descriptor", dg)
+	}
+	dt, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return desc, fmt.Errorf("build: exporter descriptor: %w", err)
+	}
+	if err := json.Unmarshal(dt, &desc); err != nil {
+		return desc, fmt.Errorf("build: exporter descriptor: %w", err)
+	}
+	return desc, nil
+}
+
+// stepCounter counts completed vertices, and which of them were cache hits, leaving out
+// BuildKit's internal ones (context transfer, metadata loads) that never cache.
+type stepCounter struct {
+	mu     sync.Mutex
+	done   map[digest.Digest]bool // vertex -> cached
+	orders []digest.Digest
+}
+
+func (c *stepCounter) add(s *client.SolveStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = map[digest.Digest]bool{}
+	}
+	for _, v := range s.Vertexes {
+		if v.Completed == nil && !v.Cached {
+			continue
+		}
+		if IsInternalStep(v.Name) {
+			continue
+		}
+		if _, ok := c.done[v.Digest]; !ok {
+			c.orders = append(c.orders, v.Digest)
+		}
+		c.done[v.Digest] = c.done[v.Digest] || v.Cached
+	}
+}
+
+func (c *stepCounter) result() (steps, cached int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.orders {
+		steps++
+		if c.done[d] {
+			cached++
+		}
+	}
+	return steps, cached
+}
+
+// IsInternalStep tells BuildKit's bookkeeping vertices (loading the context or the
+// Kubefile, resolving metadata, exporting) from the build's own steps.
+func IsInternalStep(name string) bool {
+	return strings.HasPrefix(name, "[internal]") ||
+		strings.HasPrefix(name, "load ") ||
+		strings.HasPrefix(name, "exporting") ||
+		strings.HasPrefix(name, "resolve ") ||
+		strings.HasPrefix(name, "[auth]") ||
+		slices.Contains([]string{"", "local://context", "local://dockerfile"}, name)
+}
+
+// explain turns engine errors users cannot act on into ones they can.
+func explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(err.Error(), ErrRuncMissing.Error()) {
+		return fmt.Errorf("%w\n(builds without RUN work without runc)", ErrRuncMissing)
+	}
+	return err
+}

@@ -1,0 +1,266 @@
+package buildkit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gofrs/flock"
+	"github.com/moby/buildkit/client/llb"
+	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testFrontend is a hand-made frontend: it copies the context into scratch and, when the
+// build-arg RUN is set, runs it with the context's busybox. The real Kubefile frontend is
+// tested in builder/frontend and end to end in test/e2e.
+func testFrontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) {
+	opts := c.BuildOpts().Opts
+	src := llb.Local(LocalContext, llb.SharedKeyHint(LocalContext))
+	st := llb.Scratch().File(llb.Copy(src, "/", "/", &llb.CopyInfo{CopyDirContentsOnly: true}), llb.WithCustomName("COPY . /"))
+	if cmd := opts[AttrBuildArg+"RUN"]; cmd != "" {
+		st = st.Run(llb.Args([]string{"/busybox", "sh", "-c", cmd}), llb.WithCustomName("RUN "+cmd)).Root()
+	}
+	def, err := st.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
+	if err != nil {
+		return nil, err
+	}
+	ref, err := r.SingleRef()
+	if err != nil {
+		return nil, err
+	}
+	img := dockerspec.DockerOCIImage{}
+	img.OS, img.Architecture = "linux", "amd64"
+	img.RootFS.Type = "layers"
+	img.Config.Labels = map[string]string{}
+	for k, v := range opts {
+		if name, ok := strings.CutPrefix(k, AttrLabel); ok {
+			img.Config.Labels[name] = v
+		}
+	}
+	img.Config.Cmd = []string{"echo", "hi"}
+	cfg, err := json.Marshal(img)
+	if err != nil {
+		return nil, err
+	}
+	res := gwclient.NewResult()
+	res.SetRef(ref)
+	res.AddMeta("containerimage.config", cfg)
+	return res, nil
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the embedded BuildKit needs root (CI runs as root)")
+	}
+}
+
+func writeContext(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(data), 0o644))
+	}
+	return dir
+}
+
+// engines runs fn against the embedded controller and against a separate daemon reached by
+// its address, the two ways `sealos build` reaches BuildKit.
+func engines(t *testing.T, fn func(t *testing.T, connect func() *Engine)) {
+	needRoot(t)
+	t.Run("embedded", func(t *testing.T) {
+		// One embedded controller per process and state directory (see StartDaemon); that a
+		// new process finds the cache is tested with the real binary in test/e2e.
+		e, err := Connect(context.Background(), "", DaemonOptions{Root: t.TempDir()}, nil)
+		require.NoError(t, err)
+		assert.False(t, e.Remote())
+		t.Cleanup(func() { assert.NoError(t, e.Close()) })
+		fn(t, func() *Engine { return e })
+	})
+	t.Run("remote", func(t *testing.T) {
+		d, err := StartDaemon(context.Background(), DaemonOptions{Root: t.TempDir()}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { d.Close() })
+		fn(t, func() *Engine {
+			e, err := Connect(context.Background(), d.Addr(), DaemonOptions{Root: "/nonexistent"}, nil)
+			require.NoError(t, err)
+			assert.True(t, e.Remote())
+			t.Cleanup(func() { assert.NoError(t, e.Close()) })
+			return e
+		})
+	})
+}
+
+func readIndex(t *testing.T, dir string) ocispecs.Index {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	require.NoError(t, err)
+	var idx ocispecs.Index
+	require.NoError(t, json.Unmarshal(b, &idx))
+	return idx
+}
+
+func TestBuildAndRebuildCached(t *testing.T) {
+	engines(t, func(t *testing.T, connect func() *Engine) {
+		ctxDir := writeContext(t, map[string]string{
+			"Kubefile":           "FROM scratch\nCOPY . .\n",
+			"manifests/app.yaml": "kind: ConfigMap\n",
+			"bin/tool":           "#!/bin/sh\n",
+		})
+		storeDir := filepath.Join(t.TempDir(), "store")
+		opt := BuildOptions{
+			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"),
+			Tags:     []string{"docker.io/library/app:v1", "localhost:5000/app:v1"},
+			Labels:   map[string]string{"sealos.io.type": "application"},
+			StoreDir: storeDir, Frontend: testFrontend, Progress: "plain",
+		}
+		var out bytes.Buffer
+		opt.ProgressOut = &out
+
+		e := connect()
+		res, err := e.Build(context.Background(), opt)
+		require.NoError(t, err, out.String())
+		assert.Equal(t, ocispecs.MediaTypeImageManifest, res.Descriptor.MediaType)
+		assert.Equal(t, 1, res.Steps)
+		assert.Equal(t, 0, res.Cached)
+
+		idx := readIndex(t, storeDir)
+		require.Len(t, idx.Manifests, 2)
+		names := map[string]string{}
+		for _, m := range idx.Manifests {
+			assert.Equal(t, res.Descriptor.Digest, m.Digest)
+			names[m.Annotations[annotationImageName]] = m.Annotations[ocispecs.AnnotationRefName]
+		}
+		assert.Equal(t, map[string]string{"docker.io/library/app:v1": "v1", "localhost:5000/app:v1": "v1"}, names)
+		_, err = os.Stat(filepath.Join(storeDir, "blobs", res.Descriptor.Digest.Algorithm().String(), res.Descriptor.Digest.Encoded()))
+		require.NoError(t, err)
+
+		// A new connection (a new process, for the embedded case) hits the cache.
+		out.Reset()
+		e = connect()
+		res2, err := e.Build(context.Background(), opt)
+		require.NoError(t, err, out.String())
+		assert.Equal(t, res.Descriptor.Digest, res2.Descriptor.Digest)
+		assert.Equal(t, res2.Steps, res2.Cached, out.String())
+		assert.Contains(t, out.String(), "CACHED")
+		assert.Len(t, readIndex(t, storeDir).Manifests, 2)
+
+		// A changed file invalidates the step.
+		require.NoError(t, os.WriteFile(filepath.Join(ctxDir, "bin/tool"), []byte("changed"), 0o644))
+		e = connect()
+		res3, err := e.Build(context.Background(), opt)
+		require.NoError(t, err)
+		assert.NotEqual(t, res.Descriptor.Digest, res3.Descriptor.Digest)
+		assert.Equal(t, 0, res3.Cached)
+	})
+}
+
+func busyboxContext(t *testing.T) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs Debian's busybox-static for a RUN base (apt-get install busybox-static)")
+	}
+	data, err := os.ReadFile(bb)
+	require.NoError(t, err)
+	dir := writeContext(t, map[string]string{"Kubefile": "FROM scratch\n"})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "busybox"), data, 0o755))
+	return dir
+}
+
+func TestBuildRun(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("RUN needs runc (apt-get install runc)")
+	}
+	engines(t, func(t *testing.T, connect func() *Engine) {
+		ctxDir := busyboxContext(t)
+		var out bytes.Buffer
+		e := connect()
+		_, err := e.Build(context.Background(), BuildOptions{
+			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"),
+			Tags:      []string{"docker.io/library/run:v1"},
+			BuildArgs: map[string]string{"RUN": "/busybox mkdir -p /out && /busybox echo built-by-run > /out/x && /busybox echo from-run-step"},
+			StoreDir:  t.TempDir(), Frontend: testFrontend, Progress: "plain", ProgressOut: &out,
+		})
+		require.NoError(t, err, out.String())
+		assert.Contains(t, out.String(), "from-run-step")
+	})
+}
+
+func TestBuildWithoutRunc(t *testing.T) {
+	needRoot(t)
+	// A PATH without runc: the worker comes up, builds without RUN work, RUN says what to
+	// install.
+	ctxDir := busyboxContext(t)
+	t.Setenv("PATH", t.TempDir())
+	e, err := Connect(context.Background(), "", DaemonOptions{Root: t.TempDir()}, nil)
+	require.NoError(t, err)
+	defer e.Close()
+	assert.False(t, e.daemon.HasRunc())
+	build := func(run string) error {
+		_, err = e.Build(context.Background(), BuildOptions{
+			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"), Tags: []string{"docker.io/library/x:y"},
+			BuildArgs: map[string]string{"RUN": run},
+			StoreDir:  t.TempDir(), Frontend: testFrontend, Progress: "quiet",
+		})
+		return err
+	}
+	require.NoError(t, build(""))
+	err = build("/busybox true")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "apt-get install runc")
+}
+
+func TestSecondOpenWaits(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	d, err := StartDaemon(context.Background(), DaemonOptions{Root: root}, nil)
+	require.NoError(t, err)
+	defer d.Close()
+	// Another process holding the state directory is seen through its lock file.
+	lock := flock.New(filepath.Join(root, "buildkitd.lock"))
+	ok, err := lock.TryLock()
+	require.NoError(t, err)
+	assert.False(t, ok, "the state directory is locked while a daemon runs")
+
+	other := t.TempDir()
+	held := flock.New(filepath.Join(other, "buildkitd.lock"))
+	ok, err = held.TryLock()
+	require.NoError(t, err)
+	require.True(t, ok)
+	ctx, cancel := context.WithCancel(context.Background())
+	var msg string
+	_, err = StartDaemon(ctx, DaemonOptions{Root: other}, func(m string) { msg = m; cancel() })
+	require.Error(t, err)
+	assert.Contains(t, msg, "waiting for another sealos process")
+	require.NoError(t, held.Unlock())
+
+	_, err = StartDaemon(context.Background(), DaemonOptions{Root: root}, nil)
+	assert.ErrorContains(t, err, "already opened by this process")
+}
+
+func TestBadOptions(t *testing.T) {
+	_, err := exportAttrs(BuildOptions{Compression: "lz4"})
+	assert.ErrorContains(t, err, "unknown compression")
+	a, err := exportAttrs(BuildOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "zstd", a["compression"])
+	assert.Equal(t, "1", a["compression-level"])
+	_, err = Connect(context.Background(), "no-scheme", DaemonOptions{}, nil)
+	assert.ErrorContains(t, err, "no scheme")
+}
