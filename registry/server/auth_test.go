@@ -3,11 +3,13 @@ package server
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -33,8 +35,11 @@ func TestAuth(t *testing.T) {
 	pw := filepath.Join(t.TempDir(), "auth", "htpasswd")
 	require.NoError(t, SetHtpasswdUser(pw, "admin", "s3cret-pass"))
 	require.NoError(t, SetHtpasswdUser(pw, "bob", "bobpass"))
-	var log syncBuffer
-	srv, ts := newTestServer(t, Config{Htpasswd: pw, AccessLog: &log})
+	var log, debugLog syncBuffer
+	// distribution's own log at its most verbose, captured
+	logrus.SetOutput(&debugLog)
+	t.Cleanup(func() { logrus.SetOutput(os.Stderr); configureLogging(logrus.ErrorLevel) })
+	srv, ts := newTestServer(t, Config{Htpasswd: pw, AccessLog: &log, LogLevel: "debug"})
 
 	anon := &hub{t: t, url: ts.URL}
 	for _, p := range []string{"/v2/", "/v2/_catalog", "/v2/x/tags/list", "/v2/x/referrers/sha256:" + strings.Repeat("a", 64)} {
@@ -45,6 +50,7 @@ func TestAuth(t *testing.T) {
 	}
 	r := anon.do("POST", "/v2/x/blobs/uploads/", nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
+	assert.Equal(t, "registry/2.0", r.header.Get("Docker-Distribution-API-Version"))
 
 	wrong := &hub{t: t, url: ts.URL, user: "admin", pass: "nope"}
 	assert.Equal(t, http.StatusUnauthorized, wrong.do("GET", "/v2/", nil, nil).status)
@@ -77,7 +83,9 @@ func TestAuth(t *testing.T) {
 	assert.Contains(t, l, " - GET /v2/ 401 ")
 	for _, secret := range []string{"s3cret-pass", "bobpass", "newpass", "Authorization", "Basic "} {
 		assert.NotContains(t, l, secret)
+		assert.NotContains(t, debugLog.String(), secret)
 	}
+	assert.Contains(t, debugLog.String(), "private/app", "the debug log was captured")
 }
 
 func TestHtpasswdFile(t *testing.T) {
@@ -130,4 +138,20 @@ func TestConfigErrors(t *testing.T) {
 	r := (&hub{t: t, url: ts.URL}).do("GET", "/v2/", nil, nil)
 	assert.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "yes", r.header.Get("X-Hub"))
+}
+
+func TestAuthFromDistributionConfig(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "htpasswd")
+	require.NoError(t, SetHtpasswdUser(pw, "u", "p"))
+	cfgFile := filepath.Join(dir, "config.yml")
+	require.NoError(t, writeFile(cfgFile, "version: 0.1\nstorage:\n  inmemory: {}\nauth:\n  htpasswd:\n    realm: myrealm\n    path: "+pw+"\n"))
+	dc, err := LoadDistributionConfig(cfgFile)
+	require.NoError(t, err)
+	srv, ts := newTestServer(t, Config{Distribution: dc})
+	require.NotNil(t, srv.auth)
+	r := (&hub{t: t, url: ts.URL}).do("GET", "/v2/", nil, nil)
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	assert.Equal(t, `Basic realm="myrealm"`, r.header.Get("WWW-Authenticate"))
+	assert.Equal(t, http.StatusOK, (&hub{t: t, url: ts.URL, user: "u", pass: "p"}).do("GET", "/v2/", nil, nil).status)
 }

@@ -126,6 +126,15 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.gen = s.gate.generation()
 	}
+	if cfg.Htpasswd == "" && cfg.Distribution != nil && cfg.Distribution.Auth.Type() == "htpasswd" {
+		// a config file's htpasswd auth goes through our cached checker too
+		p := cfg.Distribution.Auth.Parameters()
+		cfg.Htpasswd, _ = p["path"].(string)
+		if realm, _ := p["realm"].(string); realm != "" {
+			cfg.Realm = realm
+		}
+		s.cfg = cfg
+	}
 	if cfg.Htpasswd != "" {
 		s.auth, err = newHtpasswdAuth(cfg.Htpasswd, cfg.Realm)
 		if err != nil {
