@@ -16,8 +16,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cluster-image/sealos/store"
 	"github.com/containerd/containerd/v2/core/content"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	gwclient "github.com/moby/buildkit/frontend/gateway/client"
@@ -83,12 +86,9 @@ type BuildOptions struct {
 	// CompressionLevel 0 means the compressor's default for zstd-low (see DefaultCompression).
 	Compression      string
 	CompressionLevel int
-	// StoreDir is the OCI image layout the image is exported into and FROM images are read
-	// from (the local store). Required.
-	StoreDir string
-	// LocalImages maps image names a FROM may use to their manifest digest in StoreDir;
-	// each becomes a named context, so the build never looks for them in a registry.
-	LocalImages map[string]digest.Digest
+	// Store is the local image store: the image is exported into it and tagged there, and
+	// a FROM naming an image it holds uses that image (no registry is asked). Required.
+	Store *store.Store
 	// Frontend turns the Kubefile into LLB and an image config; it runs in this process and
 	// talks to the engine through the gateway API.
 	Frontend gwclient.BuildFunc
@@ -129,8 +129,8 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if opt.Frontend == nil {
 		return nil, errors.New("build: no frontend")
 	}
-	if opt.StoreDir == "" {
-		return nil, errors.New("build: no store directory")
+	if opt.Store == nil {
+		return nil, errors.New("build: no image store")
 	}
 	ctxDir, err := filepath.Abs(opt.ContextDir)
 	if err != nil {
@@ -156,10 +156,18 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opt.StoreDir, 0o755); err != nil {
+	// The export writes blobs straight into the store's layout; the lease keeps the
+	// store's GC off them until they are tagged.
+	release, err := opt.Store.Lease(ctx)
+	if err != nil {
 		return nil, err
 	}
-	store, err := contentlocal.NewStore(opt.StoreDir)
+	defer release()
+	cs, err := contentlocal.NewStore(opt.Store.Dir())
+	if err != nil {
+		return nil, err
+	}
+	local, err := localImages(ctx, opt.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +188,7 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if opt.NoCache {
 		attrs[AttrNoCache] = ""
 	}
-	for name, dgst := range opt.LocalImages {
+	for name, dgst := range local {
 		attrs[AttrContext+name] = "oci-layout://" + StoreID + "/" + name + "@" + dgst.String()
 	}
 	for k, v := range opt.FrontendAttrs {
@@ -196,10 +204,10 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		Exports: []client.ExportEntry{{
 			Type:        client.ExporterOCI,
 			Attrs:       exp,
-			OutputStore: store,
+			OutputStore: cs,
 		}},
 		LocalMounts:   map[string]fsutil.FS{LocalContext: ctxFS, LocalKubefile: fileFS},
-		OCIStores:     map[string]content.Store{StoreID: store},
+		OCIStores:     map[string]content.Store{StoreID: cs},
 		SharedKey:     hex.EncodeToString(sum[:8]),
 		FrontendAttrs: attrs,
 	}
@@ -248,13 +256,37 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The client wrote index.json only for OutputDir exports; we pass the store directly
-	// (so the store's lock is honoured), and name the image ourselves.
-	if err := putIndex(opt.StoreDir, desc, opt.Tags); err != nil {
-		return nil, err
+	if len(opt.Tags) > 0 {
+		if err := opt.Store.TagDescriptor(ctx, toV1(desc), opt.Tags...); err != nil {
+			return nil, fmt.Errorf("build: tag the image: %w", err)
+		}
 	}
 	steps, cached := count.result()
 	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil
+}
+
+// localImages are the named images of the store, each offered to the frontend as a named
+// context so FROM finds it without a registry.
+func localImages(ctx context.Context, s *store.Store) (map[string]digest.Digest, error) {
+	entries, err := s.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("build: list the local store: %w", err)
+	}
+	out := map[string]digest.Digest{}
+	for _, e := range entries {
+		if e.Name != "" {
+			out[e.Name] = digest.Digest(e.Digest.String())
+		}
+	}
+	return out, nil
+}
+
+func toV1(d ocispecs.Descriptor) v1.Descriptor {
+	return v1.Descriptor{
+		MediaType: types.MediaType(d.MediaType),
+		Digest:    v1.Hash{Algorithm: d.Digest.Algorithm().String(), Hex: d.Digest.Encoded()},
+		Size:      d.Size,
+	}
 }
 
 func exportAttrs(opt BuildOptions) (map[string]string, error) {

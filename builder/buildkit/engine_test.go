@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cluster-image/sealos/builder/frontend"
+	"github.com/cluster-image/sealos/store"
 	"github.com/gofrs/flock"
 	"github.com/moby/buildkit/client/llb"
 	gwclient "github.com/moby/buildkit/frontend/gateway/client"
@@ -106,6 +108,13 @@ func engines(t *testing.T, fn func(t *testing.T, connect func() *Engine)) {
 	})
 }
 
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.OpenDir(t.TempDir())
+	require.NoError(t, err)
+	return s
+}
+
 func readIndex(t *testing.T, dir string) ocispecs.Index {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
@@ -122,12 +131,14 @@ func TestBuildAndRebuildCached(t *testing.T) {
 			"manifests/app.yaml": "kind: ConfigMap\n",
 			"bin/tool":           "#!/bin/sh\n",
 		})
-		storeDir := filepath.Join(t.TempDir(), "store")
+		st, err := store.OpenDir(filepath.Join(t.TempDir(), "store"))
+		require.NoError(t, err)
+		storeDir := st.Dir()
 		opt := BuildOptions{
 			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"),
 			Tags:     []string{"docker.io/library/app:v1", "localhost:5000/app:v1"},
 			Labels:   map[string]string{"sealos.io.type": "application"},
-			StoreDir: storeDir, Frontend: testFrontend, Progress: "plain",
+			Store: st, Frontend: testFrontend, Progress: "plain",
 		}
 		var out bytes.Buffer
 		opt.ProgressOut = &out
@@ -144,7 +155,7 @@ func TestBuildAndRebuildCached(t *testing.T) {
 		names := map[string]string{}
 		for _, m := range idx.Manifests {
 			assert.Equal(t, res.Descriptor.Digest, m.Digest)
-			names[m.Annotations[annotationImageName]] = m.Annotations[ocispecs.AnnotationRefName]
+			names[m.Annotations[store.AnnotationImageName]] = m.Annotations[ocispecs.AnnotationRefName]
 		}
 		assert.Equal(t, map[string]string{"docker.io/library/app:v1": "v1", "localhost:5000/app:v1": "v1"}, names)
 		_, err = os.Stat(filepath.Join(storeDir, "blobs", res.Descriptor.Digest.Algorithm().String(), res.Descriptor.Digest.Encoded()))
@@ -195,7 +206,7 @@ func TestBuildRun(t *testing.T) {
 			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"),
 			Tags:      []string{"docker.io/library/run:v1"},
 			BuildArgs: map[string]string{"RUN": "/busybox mkdir -p /out && /busybox echo built-by-run > /out/x && /busybox echo from-run-step"},
-			StoreDir:  t.TempDir(), Frontend: testFrontend, Progress: "plain", ProgressOut: &out,
+			Store:     newStore(t), Frontend: testFrontend, Progress: "plain", ProgressOut: &out,
 		})
 		require.NoError(t, err, out.String())
 		assert.Contains(t, out.String(), "from-run-step")
@@ -216,7 +227,7 @@ func TestBuildWithoutRunc(t *testing.T) {
 		_, err = e.Build(context.Background(), BuildOptions{
 			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"), Tags: []string{"docker.io/library/x:y"},
 			BuildArgs: map[string]string{"RUN": run},
-			StoreDir:  t.TempDir(), Frontend: testFrontend, Progress: "quiet",
+			Store:     newStore(t), Frontend: testFrontend, Progress: "quiet",
 		})
 		return err
 	}
@@ -263,4 +274,49 @@ func TestBadOptions(t *testing.T) {
 	assert.Equal(t, "1", a["compression-level"])
 	_, err = Connect(context.Background(), "no-scheme", DaemonOptions{}, nil)
 	assert.ErrorContains(t, err, "no scheme")
+}
+
+// TestKubefileFromLocalStore builds with the real Kubefile frontend: a base image into the
+// store, then an image FROM it, which must come from the store (no registry is reachable).
+func TestKubefileFromLocalStore(t *testing.T) {
+	engines(t, func(t *testing.T, connect func() *Engine) {
+		st := newStore(t)
+		base := writeContext(t, map[string]string{
+			"Kubefile":      "FROM scratch\nLABEL sealos.io.type=rootfs sealos.io.version=v1beta1\nENV registryPort=5001\nCOPY etc etc\n",
+			"etc/a.tmpl":    "port={{ .registryPort }}\n",
+			"scripts/x.sh":  "echo\n",
+			"ignored/never": "x",
+		})
+		e := connect()
+		var out bytes.Buffer
+		res, err := e.Build(context.Background(), BuildOptions{
+			ContextDir: base, File: filepath.Join(base, "Kubefile"), Tags: []string{"docker.io/library/base:v1"},
+			Store: st, Frontend: frontend.Build, Progress: "plain", ProgressOut: &out,
+		})
+		require.NoError(t, err, out.String())
+		assert.Equal(t, 1, res.Steps, out.String())
+
+		app := writeContext(t, map[string]string{
+			"Kubefile":         "FROM base:v1\nCOPY manifests manifests\nCMD [\"kubectl apply -f manifests\"]\n",
+			"manifests/a.yaml": "kind: ConfigMap\n",
+		})
+		out.Reset()
+		res, err = e.Build(context.Background(), BuildOptions{
+			ContextDir: app, File: filepath.Join(app, "Kubefile"), Tags: []string{"docker.io/library/app:v1"},
+			Store: st, Frontend: frontend.Build, Progress: "plain", ProgressOut: &out,
+		})
+		require.NoError(t, err, out.String())
+		img, err := st.Image(context.Background(), "app:v1")
+		require.NoError(t, err)
+		cfg, err := img.ConfigFile()
+		require.NoError(t, err)
+		assert.Equal(t, "rootfs", cfg.Config.Labels["sealos.io.type"])
+		assert.Contains(t, cfg.Config.Env, "registryPort=5001")
+		layers, err := img.Layers()
+		require.NoError(t, err)
+		assert.Len(t, layers, 2)
+		mt, err := layers[1].MediaType()
+		require.NoError(t, err)
+		assert.Equal(t, "application/vnd.oci.image.layer.v1.tar+zstd", string(mt))
+	})
 }
