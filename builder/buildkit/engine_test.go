@@ -136,9 +136,9 @@ func TestBuildAndRebuildCached(t *testing.T) {
 		storeDir := st.Dir()
 		opt := BuildOptions{
 			ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"),
-			Tags:     []string{"docker.io/library/app:v1", "localhost:5000/app:v1"},
-			Labels:   map[string]string{"sealos.io.type": "application"},
-			Store: st, Frontend: testFrontend, Progress: "plain",
+			Tags:   []string{"docker.io/library/app:v1", "localhost:5000/app:v1"},
+			Labels: map[string]string{"sealos.io.type": "application"},
+			Store:  st, Frontend: testFrontend, Progress: "plain",
 		}
 		var out bytes.Buffer
 		opt.ProgressOut = &out
