@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -63,7 +64,9 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e := Entry{Name: entryName(d), Digest: d.Digest, MediaType: string(d.MediaType), Descriptor: d}
+		dd := d
+		dd.Annotations = maps.Clone(d.Annotations)
+		e := Entry{Name: entryName(d), Digest: d.Digest, MediaType: string(d.MediaType), Descriptor: dd}
 		if e.Name != "" {
 			if r, err := name.ParseReference(e.Name); err == nil {
 				e.Repository = repoString(r.Context())

@@ -34,7 +34,9 @@ func (s *Store) Resolve(ctx context.Context, ref string) (v1.Descriptor, error) 
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	return m.desc, nil
+	d := m.desc
+	d.Annotations = maps.Clone(d.Annotations)
+	return d, nil
 }
 
 // matchResult is what a reference names in an index.json.

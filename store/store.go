@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -70,6 +71,9 @@ const (
 // Store is a local image store. It is safe for concurrent use by goroutines and processes.
 type Store struct {
 	dir string
+
+	cacheMu sync.Mutex
+	cache   *indexCache // the last index.json read, with the stat it was read at
 }
 
 // Open opens the store under <root>/store, creating it when it does not exist.
@@ -170,24 +174,91 @@ func refNameOf(r name.Reference) string {
 // entryName returns the normalized reference an index.json descriptor carries, or "".
 func entryName(d v1.Descriptor) string {
 	if n := d.Annotations[AnnotationImageName]; n != "" {
-		if norm, err := NormalizeRef(n); err == nil {
+		if norm, ok := normalizeCached(n); ok {
 			return norm
 		}
 		return n
 	}
 	// Layouts written by other tools may carry a full reference in ref.name alone.
 	if n := d.Annotations[AnnotationRefName]; strings.ContainsAny(n, "/:@") {
-		if norm, err := NormalizeRef(n); err == nil {
+		if norm, ok := normalizeCached(n); ok {
 			return norm
 		}
 	}
 	return ""
 }
 
+// normCache memoizes NormalizeRef for names read from index.json, which are read far
+// more often than they change. It stops growing at normCacheMax names.
+var (
+	normMu    sync.RWMutex
+	normCache = map[string]string{}
+)
+
+const normCacheMax = 1 << 16
+
+func normalizeCached(n string) (string, bool) {
+	normMu.RLock()
+	norm, ok := normCache[n]
+	normMu.RUnlock()
+	if ok {
+		return norm, norm != ""
+	}
+	norm, err := NormalizeRef(n)
+	if err != nil {
+		norm = ""
+	}
+	normMu.Lock()
+	if len(normCache) < normCacheMax {
+		normCache[n] = norm
+	}
+	normMu.Unlock()
+	return norm, norm != ""
+}
+
 // readIndex reads index.json without taking the locks: we always replace it by rename, so
 // a read sees a whole file. BuildKit rewrites it in place, so a torn read is retried under
-// BuildKit's lock.
+// BuildKit's lock. The result is shared: callers must not modify it.
 func (s *Store) readIndex() (*v1.IndexManifest, error) {
+	fi, statErr := os.Stat(s.path(indexFile))
+	if statErr == nil {
+		s.cacheMu.Lock()
+		c := s.cache
+		s.cacheMu.Unlock()
+		if c != nil && sameVersion(c.fi, fi) {
+			return c.idx, nil
+		}
+	}
+	idx, err := s.readIndexUncached()
+	if err == nil && statErr == nil {
+		// Cache only if the file did not change while we read it, and not if it changed so
+		// recently that an in-place rewrite (BuildKit) could still keep its size and
+		// coarse modification time (git's "racily clean" rule).
+		if fi2, err := os.Stat(s.path(indexFile)); err == nil && sameVersion(fi, fi2) && time.Since(fi.ModTime()) > racyWindow {
+			s.cacheMu.Lock()
+			s.cache = &indexCache{fi: fi, idx: idx}
+			s.cacheMu.Unlock()
+		}
+	}
+	return idx, err
+}
+
+// sameVersion reports whether two stats of index.json are of the same content: the same
+// file (we replace it by rename) with the same size and modification time (BuildKit
+// rewrites it in place).
+func sameVersion(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// racyWindow is how old index.json must be before a read of it is cached.
+const racyWindow = 100 * time.Millisecond
+
+type indexCache struct {
+	fi  os.FileInfo
+	idx *v1.IndexManifest
+}
+
+func (s *Store) readIndexUncached() (*v1.IndexManifest, error) {
 	idx, err := s.readIndexFile()
 	if err == nil || errors.Is(err, os.ErrNotExist) {
 		return idx, err
