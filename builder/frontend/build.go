@@ -167,9 +167,9 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 		if err != nil {
 			return nil, fmt.Errorf("frontend: marshal LLB: %w", err)
 		}
-		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), CacheImports: bc.CacheImports})
+		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), CacheImports: bc.CacheImports, Evaluate: true})
 		if err != nil {
-			return nil, Locate(f, err)
+			return nil, Locate(err)
 		}
 		ref, err := r.SingleRef()
 		if err != nil {

@@ -10,6 +10,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -793,29 +794,31 @@ func clone(src dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
 }
 
 // Locate names the Kubefile instruction a build error came from, when BuildKit attached
-// its source location: "Kubefile:5: RUN: process ... did not complete successfully". Other
-// errors are returned as they are.
-func Locate(f *kubefile.File, err error) error {
+// its source location (every step of this frontend carries one): the result reads
+// "Kubefile:5: RUN: process ... did not complete successfully". Errors without a location
+// are returned as they are. It works on the error client.Build returns too, so callers of the
+// engine can use it without the parsed Kubefile.
+func Locate(err error) error {
 	if err == nil {
 		return nil
 	}
+	var le *LocatedError
+	if errors.As(err, &le) {
+		return err
+	}
 	for _, src := range errdefs.Sources(err) {
-		if src.Info == nil || src.Info.Filename != f.Name || len(src.Ranges) == 0 || src.Ranges[0].Start == nil {
+		if src.Info == nil || len(src.Ranges) == 0 || src.Ranges[0].Start == nil {
 			continue
 		}
 		line := int(src.Ranges[0].Start.Line)
 		instr := ""
-		for _, s := range f.Stages {
-			if s.Line == line {
-				instr = "FROM"
-			}
-			for _, c := range s.Commands {
-				if c.Loc().Line == line {
-					instr = c.Instruction()
-				}
+		lines := strings.Split(string(src.Info.Data), "\n")
+		if line >= 1 && line <= len(lines) {
+			if w := strings.Fields(lines[line-1]); len(w) > 0 && slices.Contains(kubefile.Instructions, strings.ToUpper(w[0])) {
+				instr = strings.ToUpper(w[0])
 			}
 		}
-		return &LocatedError{Err: err, Loc: kubefile.Error{File: f.Name, Line: line, Instruction: instr, Msg: rootMessage(err)}}
+		return &LocatedError{Err: err, Loc: kubefile.Error{File: src.Info.Filename, Line: line, Instruction: instr, Msg: rootMessage(err)}}
 	}
 	return err
 }

@@ -443,12 +443,13 @@ func TestSourceLocations(t *testing.T) {
 
 	// An error BuildKit located at line 5 names the RUN.
 	solveErr := errdefs.WithSource(fmt.Errorf(`process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`),
-		&errdefs.Source{Info: &pb.SourceInfo{Filename: "Kubefile"}, Ranges: []*pb.Range{{Start: &pb.Position{Line: 5}, End: &pb.Position{Line: 5}}}})
-	err = Locate(f, fmt.Errorf("failed to solve: %w", solveErr))
+		&errdefs.Source{Info: &pb.SourceInfo{Filename: "Kubefile", Data: f.Source}, Ranges: []*pb.Range{{Start: &pb.Position{Line: 5}, End: &pb.Position{Line: 5}}}})
+	err = Locate(fmt.Errorf("failed to solve: %w", solveErr))
 	assert.EqualError(t, err, `Kubefile:5: RUN: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`)
 	var le *LocatedError
 	require.ErrorAs(t, err, &le)
 	assert.Len(t, errdefs.Sources(err), 1, "BuildKit's details are kept")
 	plain := fmt.Errorf("boom")
-	assert.Equal(t, plain, Locate(f, plain))
+	assert.Equal(t, plain, Locate(plain))
+	assert.Equal(t, err, Locate(err), "located once")
 }
