@@ -109,7 +109,7 @@ func TestPushPullEndToEnd(t *testing.T) {
 	var pushed struct{ Digest, Destination string }
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &pushed))
 	assert.Equal(t, want.String(), pushed.Digest)
-	assert.Equal(t, 3, strings.Count(r.stderr, ": done "), "one line per layer: %s", r.stderr)
+	assert.Equal(t, 4, strings.Count(r.stderr, ": done "), "one line per blob (3 layers, config): %s", r.stderr)
 
 	// again: nothing to send.
 	r = mustSealos(t, env, "", "--root", root, "push", "example.com/apps/demo:v1", host+"/apps/demo:v1")

@@ -3,7 +3,6 @@ package client
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +106,41 @@ func (p *Progress) expect(action string, h v1.Hash, size int64) {
 	p.order = append(p.order, h)
 }
 
+// counting reports whether bytes are shown as they move (a terminal display); otherwise
+// only outcomes are printed and bodies need not be counted, which keeps sendfile usable.
+func (p *Progress) counting() bool { return p != nil && p.tty }
+
+// done records the outcome of blob h: "pushed"/"pulled" (all its bytes moved) or a note
+// such as "exists" or "mounted".
+func (p *Progress) done(h v1.Hash, outcome string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.blobs[h]
+	if !ok {
+		b = &blob{action: "copy"}
+		p.blobs[h] = b
+		p.order = append(p.order, h)
+	}
+	if b.done {
+		return
+	}
+	b.started, b.done = true, true
+	switch outcome {
+	case blobPushed, "pulled":
+		if b.total > 0 {
+			b.n.Store(b.total)
+		}
+	default:
+		b.note = outcome
+	}
+	if !p.tty {
+		p.flushPlain()
+	}
+}
+
 // reader counts rc's bytes against blob h.
 func (p *Progress) reader(h v1.Hash, rc io.ReadCloser) io.ReadCloser {
 	if p == nil {
@@ -184,7 +218,6 @@ func (p *Progress) redraw() {
 			active = append(active, h)
 		}
 	}
-	sort.SliceStable(active, func(i, j int) bool { return false })
 	for _, h := range active {
 		sb.WriteString(p.line(h, p.blobs[h]) + "\n")
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,8 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // Pushable is what Push sends: a v1.Image or a v1.ImageIndex.
@@ -34,20 +35,186 @@ func Push(ctx context.Context, src Pushable, dst string, opts ...Option) (v1.Des
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("push to %s: %w", ref, err)
 	}
-	w := &wrapper{p: o.progress, action: "push", mounts: o.mounts, repo: ref.Context()}
-	var t remote.Taggable
-	switch v := src.(type) {
-	case v1.ImageIndex:
-		t = &progressIndex{index: v, w: w}
-	case v1.Image:
-		t = &progressImage{Image: v, w: w}
-	default:
-		return v1.Descriptor{}, fmt.Errorf("push to %s: unsupported source %T", ref, src)
-	}
-	if err := remote.Push(ref, t, o.remoteOptions(ctx)...); err != nil {
+	if err := push(ctx, src, desc, ref, o); err != nil {
 		return v1.Descriptor{}, fmt.Errorf("push to %s: %w", ref, err)
 	}
 	return desc, nil
+}
+
+// pushPlan is everything one push sends: blobs (deduplicated) and child manifests in an
+// order where every manifest comes after what it refers to.
+type pushPlan struct {
+	blobs     []planBlob
+	seen      map[v1.Hash]bool
+	manifests []planManifest
+}
+
+type planBlob struct {
+	h    v1.Hash
+	size int64
+	open func() (io.ReadCloser, error)
+	// optional: a non-distributable layer the source may not hold; skipped if unreadable.
+	optional bool
+}
+
+type planManifest struct {
+	h   v1.Hash
+	raw []byte
+	mt  types.MediaType
+}
+
+func (p *pushPlan) addBlob(b planBlob) {
+	if p.seen[b.h] {
+		return
+	}
+	p.seen[b.h] = true
+	p.blobs = append(p.blobs, b)
+}
+
+func (p *pushPlan) addImage(img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	p.addBlob(planBlob{h: m.Config.Digest, size: int64(len(cfg)), open: func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(cfg)), nil
+	}})
+	for _, d := range m.Layers {
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", d.Digest, err)
+		}
+		p.addBlob(planBlob{h: d.Digest, size: d.Size, open: l.Compressed, optional: !d.MediaType.IsDistributable()})
+	}
+	return nil
+}
+
+func (p *pushPlan) addIndex(idx v1.ImageIndex, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("index nesting deeper than 8")
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		var child Pushable
+		switch {
+		case d.MediaType.IsIndex():
+			ci, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return fmt.Errorf("index child %s: %w", d.Digest, err)
+			}
+			if err := p.addIndex(ci, depth+1); err != nil {
+				return err
+			}
+			child = ci
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return fmt.Errorf("index child %s: %w", d.Digest, err)
+			}
+			if err := p.addImage(img); err != nil {
+				return fmt.Errorf("index child %s: %w", d.Digest, err)
+			}
+			child = img
+		default:
+			return fmt.Errorf("index child %s has media type %q, which push does not handle", d.Digest, d.MediaType)
+		}
+		raw, err := child.RawManifest()
+		if err != nil {
+			return err
+		}
+		p.manifests = append(p.manifests, planManifest{h: d.Digest, raw: raw, mt: d.MediaType})
+	}
+	return nil
+}
+
+func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Reference, o *options) error {
+	var mountRepos []name.Repository
+	seenRepo := map[string]bool{}
+	for _, r := range o.mounts {
+		rr := r.Context()
+		if rr.Registry.RegistryStr() == ref.Context().RegistryStr() && rr.RepositoryStr() != ref.Context().RepositoryStr() && !seenRepo[rr.RepositoryStr()] {
+			seenRepo[rr.RepositoryStr()] = true
+			mountRepos = append(mountRepos, rr)
+		}
+	}
+	s, err := newSession(ctx, ref.Context(), o, true, mountRepos)
+	if err != nil {
+		return err
+	}
+	// Re-push of what the target already has: one HEAD.
+	if got, ok, err := s.headManifest(ctx, ref.Identifier()); err == nil && ok && got.Digest == desc.Digest {
+		return nil
+	}
+
+	plan := &pushPlan{seen: map[v1.Hash]bool{}}
+	switch v := src.(type) {
+	case v1.ImageIndex:
+		err = plan.addIndex(v, 0)
+	case v1.Image:
+		err = plan.addImage(v)
+	default:
+		err = fmt.Errorf("unsupported source %T", src)
+	}
+	if err != nil {
+		return err
+	}
+	for _, b := range plan.blobs {
+		o.progress.expect("push", b.h, b.size)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.jobs)
+	for _, b := range plan.blobs {
+		g.Go(func() error {
+			from := ""
+			if r, ok := o.mounts[b.h]; ok && seenRepo[r.Context().RepositoryStr()] {
+				from = r.Context().RepositoryStr()
+			}
+			open := b.open
+			if o.progress.counting() {
+				open = func() (io.ReadCloser, error) {
+					rc, err := b.open()
+					if err != nil {
+						return nil, err
+					}
+					return o.progress.reader(b.h, rc), nil
+				}
+			}
+			if b.optional {
+				rc, err := b.open()
+				if err != nil {
+					o.progress.done(b.h, "skipped (not distributable)")
+					return nil
+				}
+				rc.Close()
+			}
+			outcome, err := s.pushBlob(gctx, b.h, b.size, open, from)
+			if err != nil {
+				return fmt.Errorf("blob %s: %w", b.h, err)
+			}
+			o.progress.done(b.h, outcome)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, m := range plan.manifests {
+		if err := s.putManifest(ctx, m.h.String(), m.raw, m.mt); err != nil {
+			return fmt.Errorf("manifest %s: %w", m.h, err)
+		}
+	}
+	raw, err := src.RawManifest()
+	if err != nil {
+		return err
+	}
+	return s.putManifest(ctx, ref.Identifier(), raw, desc.MediaType)
 }
 
 // describe returns the descriptor of a manifest as a registry would see it.
@@ -67,17 +234,14 @@ func describe(t Pushable) (v1.Descriptor, error) {
 	return v1.Descriptor{MediaType: mt, Size: n, Digest: h}, nil
 }
 
-// wrapper makes layers report progress and, when a mount source is known for a blob,
-// turns it into a remote.MountableLayer so ggcr mounts it instead of uploading it.
+// wrapper makes the layers of images pulled through go-containerregistry report progress.
 type wrapper struct {
 	p      *Progress
 	action string
-	mounts map[v1.Hash]name.Reference
-	repo   name.Repository
 }
 
 func (w *wrapper) layer(l v1.Layer) v1.Layer {
-	if w.p == nil && len(w.mounts) == 0 {
+	if w.p == nil {
 		return l
 	}
 	h, err := l.Digest()
@@ -87,11 +251,7 @@ func (w *wrapper) layer(l v1.Layer) v1.Layer {
 	if size, err := l.Size(); err == nil {
 		w.p.expect(w.action, h, size)
 	}
-	var out v1.Layer = &progressLayer{Layer: l, p: w.p, h: h}
-	if from, ok := w.mounts[h]; ok && from.Context() != w.repo && from.Context().Registry == w.repo.Registry {
-		out = &remote.MountableLayer{Layer: out, Reference: from}
-	}
-	return out
+	return &progressLayer{Layer: l, p: w.p, h: h}
 }
 
 type progressLayer struct {

@@ -98,6 +98,10 @@ func TestPushSkipsWhatTheTargetHas(t *testing.T) {
 	_, err = client.Push(ctx, img, host+"/test/app:v1")
 	require.NoError(t, err)
 	assert.Equal(t, 5, log.count(http.MethodPost, "/blobs/uploads/"), "4 layers + config uploaded")
+	// Small blobs go in one request each (the spec's single POST), never in chunks.
+	assert.Equal(t, 5, log.count(http.MethodPost, "digest=sha256"))
+	assert.Zero(t, log.count(http.MethodPatch, "/blobs/uploads/"))
+	assert.Zero(t, log.count(http.MethodPut, "/blobs/uploads/"))
 
 	// The same image again under the same tag: one manifest HEAD, nothing sent.
 	log.reset()
@@ -145,7 +149,8 @@ func TestPushMountsAcrossRepositories(t *testing.T) {
 	_, err = client.Push(ctx, img, host+"/team/b:v1", client.WithMountFrom(mounts))
 	require.NoError(t, err)
 	assert.Equal(t, 3, log.count(http.MethodPost, "from=team%2Fa"), "each layer mounted from team/a")
-	assert.Equal(t, 1, log.count(http.MethodPatch, "/v2/team/b/blobs/uploads/"), "only the config's data sent")
+	assert.Equal(t, 1, log.count(http.MethodPost, "digest="), "only the config's data sent")
+	assert.Zero(t, log.count(http.MethodPatch, "/blobs/uploads/"))
 
 	got, err := client.Image(ctx, host+"/team/b:v1")
 	require.NoError(t, err)
@@ -205,7 +210,7 @@ func TestPushProgressPlainLines(t *testing.T) {
 	_, err = client.Push(context.Background(), img, host+"/test/progress:v2", client.WithProgress(p))
 	require.NoError(t, err)
 	p.Close()
-	assert.Equal(t, 3, strings.Count(out.String(), ": exists"), out.String())
+	assert.Equal(t, 4, strings.Count(out.String(), ": exists"), "3 layers and the config: %s", out.String())
 }
 
 func TestPushUnknownHostFails(t *testing.T) {
@@ -223,4 +228,18 @@ func appendRandomLayer(img v1.Image) (v1.Image, error) {
 		return nil, err
 	}
 	return mutate.AppendLayers(img, l)
+}
+
+func TestPushLargeBlobPostThenPut(t *testing.T) {
+	var log requestLog
+	host := startHub(t, server.Config{}, log.wrap)
+	img, err := random.Image(9<<20, 1) // above the single-POST size
+	require.NoError(t, err)
+	_, err = client.Push(context.Background(), img, host+"/test/big:v1")
+	require.NoError(t, err)
+	assert.Equal(t, 1, log.count(http.MethodPut, "/blobs/uploads/"), "the layer: POST, then one PUT with the body")
+	assert.Zero(t, log.count(http.MethodPatch, "/blobs/uploads/"))
+	got, err := client.Image(context.Background(), host+"/test/big:v1")
+	require.NoError(t, err)
+	assertSameLayers(t, img, got)
 }

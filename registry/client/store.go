@@ -1,12 +1,18 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cluster-image/sealos/store"
@@ -50,7 +56,9 @@ type PullResult struct {
 
 // Pull copies ref from its registry into st under the name ref. For an index, all=true
 // stores the whole index (every platform); otherwise only the image for WithPlatform's
-// platform (default: the host) is stored.
+// platform (default: the host) is stored. Manifests and blobs are stored byte for byte,
+// blobs fetched in parallel (WithJobs), each verified against its digest as the store
+// writes it; blobs the store has are not fetched.
 func Pull(ctx context.Context, st *store.Store, ref string, all bool, policy Policy, opts ...Option) (PullResult, error) {
 	res := PullResult{Ref: ref}
 	if policy == "" {
@@ -73,66 +81,262 @@ func Pull(ctx context.Context, st *store.Store, ref string, all bool, policy Pol
 	default:
 		return res, fmt.Errorf("pull %s: unknown policy %q", ref, policy)
 	}
-
 	o := makeOptions(opts...)
-	desc, err := Get(ctx, ref, opts...)
+	r, err := name.ParseReference(ref, o.nameOptions()...)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("pull %q: %w", ref, err)
 	}
-	if desc.MediaType.IsIndex() && all {
-		res.Digest, res.MediaType = desc.Digest.String(), string(desc.MediaType)
-		if lerr == nil && local.Digest == desc.Digest {
-			res.Status = StatusUpToDate
-			return res, nil
-		}
-		idx, err := desc.ImageIndex()
+	if err := pull(ctx, st, ref, r, all, o, local, lerr == nil, &res); err != nil {
+		return res, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return res, nil
+}
+
+func pull(ctx context.Context, st *store.Store, ref string, r name.Reference, all bool, o *options, local v1.Descriptor, haveLocal bool, res *PullResult) error {
+	s, err := newSession(ctx, r.Context(), o, false, nil)
+	if err != nil {
+		return err
+	}
+	raw, desc, err := s.getManifest(ctx, r.Identifier())
+	if err != nil {
+		return err
+	}
+	if desc.MediaType.IsIndex() && !all {
+		child, err := pickPlatform(raw, o)
 		if err != nil {
-			return res, fmt.Errorf("pull %s: %w", ref, err)
+			return err
 		}
-		release, err := st.Lease(ctx)
-		if err != nil {
-			return res, err
+		if raw, desc, err = s.getManifest(ctx, child.Digest.String()); err != nil {
+			return err
 		}
-		defer release()
-		if err := prefetchIndex(ctx, st, idx, o, 0); err != nil {
-			return res, fmt.Errorf("pull %s: %w", ref, err)
-		}
-		if err := st.WriteIndex(ctx, ref, idx); err != nil {
-			return res, fmt.Errorf("pull %s: store: %w", ref, err)
-		}
-		res.Status = StatusPulled
-		return res, nil
 	}
-	img, err := desc.Image() // resolves an index to the platform's child
-	if err != nil {
-		return res, fmt.Errorf("pull %s: %w", ref, err)
-	}
-	h, err := img.Digest()
-	if err != nil {
-		return res, fmt.Errorf("pull %s: %w", ref, err)
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return res, fmt.Errorf("pull %s: %w", ref, err)
-	}
-	res.Digest, res.MediaType = h.String(), string(mt)
-	if lerr == nil && local.Digest == h {
+	res.Digest, res.MediaType = desc.Digest.String(), string(desc.MediaType)
+	if haveLocal && local.Digest == desc.Digest {
 		res.Status = StatusUpToDate
-		return res, nil
+		return nil
 	}
 	release, err := st.Lease(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer release()
-	if err := prefetch(ctx, st, []v1.Image{img}, o); err != nil {
-		return res, fmt.Errorf("pull %s: %w", ref, err)
+	f := &fetcher{s: s, st: st, o: o, seen: map[v1.Hash]bool{}}
+	if desc.MediaType.IsIndex() {
+		if err := f.addIndex(ctx, raw, desc, 0); err != nil {
+			return err
+		}
+	} else if err := f.addImage(raw, desc); err != nil {
+		return err
 	}
-	if err := st.WriteImage(ctx, ref, img); err != nil {
-		return res, fmt.Errorf("pull %s: store: %w", ref, err)
+	if err := f.run(ctx); err != nil {
+		return err
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := openIndex(st, raw, desc)
+		if err != nil {
+			return err
+		}
+		if err := st.WriteIndex(ctx, ref, idx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	} else {
+		img, err := st.ImageByDigest(desc.Digest)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if err := st.WriteImage(ctx, ref, img); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 	}
 	res.Status = StatusPulled
-	return res, nil
+	return nil
+}
+
+// pickPlatform chooses the image of an index for WithPlatform (default: the host). An
+// index holding a single image (attestations aside) gives that image whatever its platform.
+func pickPlatform(raw []byte, o *options) (v1.Descriptor, error) {
+	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	want := HostPlatform()
+	if o.platform != nil {
+		want = *o.platform
+	}
+	var images []v1.Descriptor
+	var have []string
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() || d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			continue
+		}
+		images = append(images, d)
+		if d.Platform != nil {
+			if d.Platform.Satisfies(want) {
+				return d, nil
+			}
+			have = append(have, d.Platform.String())
+		}
+	}
+	if len(images) == 1 && o.platform == nil {
+		return images[0], nil
+	}
+	return v1.Descriptor{}, fmt.Errorf("no image for platform %s in the index (it has: %s); choose one with --platform or take all with --all", want.String(), strings.Join(have, ", "))
+}
+
+// fetcher copies blobs and manifests from a registry into the store.
+type fetcher struct {
+	s     *session
+	st    *store.Store
+	o     *options
+	seen  map[v1.Hash]bool
+	blobs []v1.Descriptor
+	// manifests are stored after every blob they refer to.
+	manifests []storedManifest
+}
+
+type storedManifest struct {
+	raw  []byte
+	desc v1.Descriptor
+}
+
+func (f *fetcher) addBlob(d v1.Descriptor) {
+	if f.seen[d.Digest] {
+		return
+	}
+	f.seen[d.Digest] = true
+	f.blobs = append(f.blobs, d)
+}
+
+func (f *fetcher) addImage(raw []byte, desc v1.Descriptor) error {
+	if desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed {
+		return fmt.Errorf("%s is a docker schema 1 manifest, which is not supported", desc.Digest)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", desc.Digest, err)
+	}
+	f.addBlob(m.Config)
+	for _, l := range m.Layers {
+		if !l.MediaType.IsDistributable() && len(l.URLs) > 0 {
+			continue // foreign layer: it lives at its URLs, not in the registry
+		}
+		f.addBlob(l)
+	}
+	f.manifests = append(f.manifests, storedManifest{raw: raw, desc: desc})
+	return nil
+}
+
+func (f *fetcher) addIndex(ctx context.Context, raw []byte, desc v1.Descriptor, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("index nesting deeper than 8")
+	}
+	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("index %s: %w", desc.Digest, err)
+	}
+	for _, d := range m.Manifests {
+		if f.seen[d.Digest] {
+			continue
+		}
+		f.seen[d.Digest] = true
+		craw, cdesc, err := f.s.getManifest(ctx, d.Digest.String())
+		if err != nil {
+			return err
+		}
+		switch {
+		case cdesc.MediaType.IsIndex():
+			err = f.addIndex(ctx, craw, cdesc, depth+1)
+		case cdesc.MediaType.IsImage():
+			err = f.addImage(craw, cdesc)
+		default:
+			f.manifests = append(f.manifests, storedManifest{raw: craw, desc: cdesc})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	f.manifests = append(f.manifests, storedManifest{raw: raw, desc: desc})
+	return nil
+}
+
+// run fetches the blobs the store lacks, o.jobs at a time, then stores the manifests.
+func (f *fetcher) run(ctx context.Context) error {
+	for _, b := range f.blobs {
+		f.o.progress.expect("pull", b.Digest, b.Size)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.o.jobs)
+	for _, b := range f.blobs {
+		if f.st.HasBlob(b.Digest) {
+			f.o.progress.done(b.Digest, blobExisted)
+			continue
+		}
+		g.Go(func() error {
+			err := f.o.retry(gctx, func() error {
+				rc, err := f.s.fetchBlob(gctx, b.Digest)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				var body io.Reader = rc
+				if f.o.progress.counting() {
+					body = f.o.progress.reader(b.Digest, rc)
+				}
+				_, _, err = f.st.WriteBlob(gctx, b.Digest, b.Size, body)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("blob %s: %w", b.Digest, err)
+			}
+			f.o.progress.done(b.Digest, "pulled")
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, m := range f.manifests {
+		if _, _, err := f.st.WriteBlob(ctx, m.desc.Digest, m.desc.Size, bytes.NewReader(m.raw)); err != nil {
+			return fmt.Errorf("manifest %s: %w", m.desc.Digest, err)
+		}
+	}
+	return nil
+}
+
+// storedIndex is an index whose children are all in the store already.
+type storedIndex struct {
+	st   *store.Store
+	raw  []byte
+	desc v1.Descriptor
+	m    *v1.IndexManifest
+}
+
+func openIndex(st *store.Store, raw []byte, desc v1.Descriptor) (*storedIndex, error) {
+	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &storedIndex{st: st, raw: raw, desc: desc, m: m}, nil
+}
+
+func (x *storedIndex) MediaType() (types.MediaType, error)       { return x.desc.MediaType, nil }
+func (x *storedIndex) Digest() (v1.Hash, error)                  { return x.desc.Digest, nil }
+func (x *storedIndex) Size() (int64, error)                      { return x.desc.Size, nil }
+func (x *storedIndex) RawManifest() ([]byte, error)              { return x.raw, nil }
+func (x *storedIndex) IndexManifest() (*v1.IndexManifest, error) { return x.m.DeepCopy(), nil }
+func (x *storedIndex) Image(h v1.Hash) (v1.Image, error)         { return x.st.ImageByDigest(h) }
+func (x *storedIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	raw, err := os.ReadFile(filepath.Join(x.st.Dir(), "blobs", h.Algorithm, h.Hex))
+	if err != nil {
+		return nil, err
+	}
+	d := v1.Descriptor{Digest: h, Size: int64(len(raw)), MediaType: manifestMediaType(raw, "")}
+	for _, c := range x.m.Manifests {
+		if c.Digest == h {
+			d.MediaType = c.MediaType
+		}
+	}
+	return openIndex(x.st, raw, d)
 }
 
 // PushFromStore pushes the image or index that src names in st to dst (src when empty).
@@ -154,85 +358,6 @@ func PushFromStore(ctx context.Context, st *store.Store, src, dst string, opts .
 		return v1.Descriptor{}, fmt.Errorf("push %s: %w", src, err)
 	}
 	return Push(ctx, p, dst, opts...)
-}
-
-// prefetch copies the layers of imgs that the store lacks, o.jobs at a time, so that the
-// store's WriteImage/WriteIndex that follows finds them present and only writes the small
-// config and manifest blobs. Hold a store lease around prefetch and the write.
-func prefetch(ctx context.Context, st *store.Store, imgs []v1.Image, o *options) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.jobs)
-	seen := map[v1.Hash]bool{}
-	for _, img := range imgs {
-		ls, err := img.Layers()
-		if err != nil {
-			return err
-		}
-		for _, l := range ls {
-			h, err := l.Digest()
-			if err != nil {
-				return err
-			}
-			size, err := l.Size()
-			if err != nil {
-				return err
-			}
-			if mt, err := l.MediaType(); err == nil && !mt.IsDistributable() {
-				continue // foreign layers: the store decides
-			}
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			o.progress.expect("pull", h, size)
-			if st.HasBlob(h) {
-				continue
-			}
-			g.Go(func() error {
-				rc, err := l.Compressed()
-				if err != nil {
-					return fmt.Errorf("layer %s: %w", h, err)
-				}
-				defer rc.Close()
-				if _, _, err := st.WriteBlob(gctx, h, size, o.progress.reader(h, rc)); err != nil {
-					return fmt.Errorf("layer %s: %w", h, err)
-				}
-				return nil
-			})
-		}
-	}
-	return g.Wait()
-}
-
-// prefetchIndex prefetches the layers of every image under idx.
-func prefetchIndex(ctx context.Context, st *store.Store, idx v1.ImageIndex, o *options, depth int) error {
-	if depth > 8 {
-		return fmt.Errorf("index nesting deeper than 8")
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	var imgs []v1.Image
-	for _, d := range m.Manifests {
-		switch {
-		case d.MediaType.IsIndex():
-			child, err := idx.ImageIndex(d.Digest)
-			if err != nil {
-				return err
-			}
-			if err := prefetchIndex(ctx, st, child, o, depth+1); err != nil {
-				return err
-			}
-		case d.MediaType.IsImage():
-			img, err := idx.Image(d.Digest)
-			if err != nil {
-				return err
-			}
-			imgs = append(imgs, img)
-		}
-	}
-	return prefetch(ctx, st, imgs, o)
 }
 
 // MountSources finds, for WithMountFrom, blobs of images that the store holds under other
