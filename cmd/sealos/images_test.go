@@ -53,11 +53,17 @@ type cliResult struct {
 	err            error
 }
 
-// sealosCLI runs `sealos --root root args...` in a new process, with stdin.
+// sealosCLI runs `sealos --root root args...` in a new process, with stdin: the binary
+// $SEALOS_BIN when set (make test sets it), else this test binary as sealos.
 func sealosCLI(t testing.TB, root string, stdin []byte, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestHelperStoreCLI$", "--", "--root", root}, args...)...)
-	cmd.Env = append(os.Environ(), envStoreCLI+"=1")
+	var cmd *exec.Cmd
+	if bin := os.Getenv("SEALOS_BIN"); bin != "" {
+		cmd = exec.Command(bin, append([]string{"--root", root}, args...)...)
+	} else {
+		cmd = exec.Command(os.Args[0], append([]string{"-test.run=^TestHelperStoreCLI$", "--", "--root", root}, args...)...)
+		cmd.Env = append(os.Environ(), envStoreCLI+"=1")
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
