@@ -62,6 +62,16 @@ type Config struct {
 	// Distribution is a distribution configuration (e.g. from LoadDistributionConfig) whose
 	// settings are taken as the base; the fields above override it where set.
 	Distribution *configuration.Configuration
+
+	// Mirrors turns on mirror mode (see mirror.go): pulls for these registries, named by
+	// containerd's ?ns= or a /v2/<registry>/... path prefix, are served from the hub's
+	// mirror namespace "<registry>/<repo>", fetched from the upstream on a miss and kept.
+	Mirrors []Mirror
+	// MirrorTTL is how long a cached tag is served before it is re-checked upstream;
+	// 0 keeps it forever.
+	MirrorTTL time.Duration
+	// MirrorTransport carries upstream requests (default http.DefaultTransport).
+	MirrorTransport http.RoundTripper
 }
 
 // Server is one hub. It is safe for concurrent use.
@@ -73,6 +83,7 @@ type Server struct {
 	auth     *htpasswdAuth
 	gate     *writeGate // nil for in-memory
 	mwName   string
+	mirror   *mirror // nil unless Config.Mirrors
 
 	mu      sync.Mutex // guards apps, gen
 	apps    []*handlers.App
@@ -153,6 +164,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.app.Store(app)
+	if len(cfg.Mirrors) > 0 {
+		if s.mirror, err = newMirror(s, cfg.Mirrors, cfg.MirrorTTL, cfg.MirrorTransport); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -325,6 +342,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.refreshAfterGC()
 	app := s.app.Load()
+	if s.mirror != nil {
+		r = s.mirror.route(r) // a mirror pull, rewritten to the repository that answers it
+	}
 
 	if m := referrersPath.FindStringSubmatch(r.URL.Path); m != nil {
 		s.serveReferrers(lw, r, m[1], m[2])

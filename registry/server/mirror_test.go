@@ -1,0 +1,282 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// countingHub is an upstream hub that counts the GETs it answers, by kind.
+type countingHub struct {
+	url       string
+	host      string
+	ts        *httptest.Server
+	manifests atomic.Int64
+	blobs     atomic.Int64
+	delay     time.Duration // held before answering a blob, so concurrent pulls overlap
+}
+
+func newCountingHub(t *testing.T) *countingHub {
+	t.Helper()
+	srv, err := New(Config{RootDirectory: t.TempDir()})
+	require.NoError(t, err)
+	c := &countingHub{}
+	h := srv.Handler()
+	c.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+			c.manifests.Add(1)
+		}
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			c.blobs.Add(1)
+			time.Sleep(c.delay)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { c.ts.Close(); srv.Close() })
+	c.url = c.ts.URL
+	c.host = strings.TrimPrefix(c.ts.URL, "http://")
+	return c
+}
+
+// nsTransport adds containerd's ?ns= to every request, as containerd does for a mirror.
+type nsTransport struct{ ns string }
+
+func (n nsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if strings.HasPrefix(r.URL.Path, "/v2/") && r.URL.Path != "/v2/" {
+		q := r.URL.Query()
+		q.Set("ns", n.ns)
+		r.URL.RawQuery = q.Encode()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func pushTo(t *testing.T, ref string, img ggcrv1.Image) ggcrv1.Hash {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(r, img))
+	d, err := img.Digest()
+	require.NoError(t, err)
+	return d
+}
+
+func randomImg(t *testing.T, layers int) ggcrv1.Image {
+	t.Helper()
+	img, err := random.Image(8<<10, int64(layers))
+	require.NoError(t, err)
+	return img
+}
+
+// pullAll pulls ref (manifest, config and every layer) and returns its digest.
+func pullAll(t *testing.T, ref string, opts ...remote.Option) (ggcrv1.Hash, error) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	require.NoError(t, err)
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return ggcrv1.Hash{}, err
+	}
+	if _, err := img.RawConfigFile(); err != nil {
+		return ggcrv1.Hash{}, err
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		return ggcrv1.Hash{}, err
+	}
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			return ggcrv1.Hash{}, err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return ggcrv1.Hash{}, err
+		}
+	}
+	return img.Digest()
+}
+
+func siteHub(t *testing.T, up *countingHub, ttl time.Duration) (*Server, string) {
+	t.Helper()
+	srv, ts := newTestServer(t, Config{Mirrors: []Mirror{{Registry: "docker.io", URL: up.url}}, MirrorTTL: ttl})
+	return srv, strings.TrimPrefix(ts.URL, "http://")
+}
+
+var viaNS = remote.WithTransport(nsTransport{ns: "docker.io"})
+
+func TestMirrorPullThroughKeepsAndServesOffline(t *testing.T) {
+	up := newCountingHub(t)
+	img := randomImg(t, 3)
+	want := pushTo(t, up.host+"/library/app:v1", img)
+	srv, site := siteHub(t, up, 0)
+
+	got, err := pullAll(t, site+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, int64(4), up.blobs.Load(), "config and three layers fetched once")
+
+	// kept in the mirror namespace, not in the site's own library/app
+	m := srv.mirror
+	ctx := context.Background()
+	_, ok := m.tagDigest(ctx, "docker.io/library/app", "v1")
+	assert.True(t, ok, "cached under docker.io/library/app")
+	assert.False(t, m.repoExists(ctx, "library/app"), "the site's library/app is untouched")
+
+	// the path-prefix form reads the same content, without upstream contact
+	before := up.manifests.Load() + up.blobs.Load()
+	got, err = pullAll(t, site+"/docker.io/library/app:v1")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, before, up.manifests.Load()+up.blobs.Load())
+
+	// upstream gone: cached content is still served
+	up.ts.Close()
+	got, err = pullAll(t, site+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	// and what was never cached is a plain 404, quickly
+	_, err = pullAll(t, site+"/library/other:v1", viaNS)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "MANIFEST_UNKNOWN")
+}
+
+func TestMirrorIndexAndChildByDigest(t *testing.T) {
+	up := newCountingHub(t)
+	idx, err := random.Index(2048, 1, 2)
+	require.NoError(t, err)
+	r, err := name.ParseReference(up.host + "/library/multi:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.WriteIndex(r, idx))
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	_, site := siteHub(t, up, 0)
+
+	sr, err := name.ParseReference(site + "/library/multi:v1")
+	require.NoError(t, err)
+	got, err := remote.Index(sr, viaNS)
+	require.NoError(t, err)
+	gd, err := got.Digest()
+	require.NoError(t, err)
+	wd, err := idx.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, wd, gd)
+	for _, c := range im.Manifests {
+		d, err := pullAll(t, site+"/library/multi@"+c.Digest.String(), viaNS)
+		require.NoError(t, err)
+		assert.Equal(t, c.Digest, d)
+	}
+}
+
+func TestMirrorSingleflight(t *testing.T) {
+	up := newCountingHub(t)
+	up.delay = 20 * time.Millisecond
+	img := randomImg(t, 2)
+	want := pushTo(t, up.host+"/library/busy:v1", img)
+	_, site := siteHub(t, up, 0)
+
+	const clients = 16
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	digests := make([]ggcrv1.Hash, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			digests[i], errs[i] = pullAll(t, site+"/library/busy:v1", viaNS)
+		}(i)
+	}
+	wg.Wait()
+	for i := range errs {
+		require.NoError(t, errs[i])
+		assert.Equal(t, want, digests[i])
+	}
+	assert.Equal(t, int64(1), up.manifests.Load(), "one upstream manifest fetch for %d clients", clients)
+	assert.Equal(t, int64(3), up.blobs.Load(), "each blob fetched upstream once for %d clients", clients)
+}
+
+func TestMirrorLocalPushesStillWork(t *testing.T) {
+	up := newCountingHub(t)
+	pushTo(t, up.host+"/library/app:v1", randomImg(t, 1)) // upstream has it too
+	_, site := siteHub(t, up, 0)
+
+	// the site's own images, pushed to the same hub
+	localApp := pushTo(t, site+"/library/app:v1", randomImg(t, 1))
+	localOnly := pushTo(t, site+"/library/tool:v2", randomImg(t, 2))
+
+	// a pull for docker.io: the mirror namespace first, then the site's own repository (no
+	// upstream contact), then upstream
+	got, err := pullAll(t, site+"/library/tool:v2", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, localOnly, got)
+	got, err = pullAll(t, site+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, localApp, got, "content delivered to the site wins over the upstream")
+	assert.Zero(t, up.manifests.Load())
+	upstreamOnly := pushTo(t, up.host+"/library/new:v1", randomImg(t, 1))
+	got, err = pullAll(t, site+"/library/new:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, upstreamOnly, got)
+	// plain pulls see the site's own push
+	got, err = pullAll(t, site+"/library/app:v1")
+	require.NoError(t, err)
+	assert.Equal(t, localApp, got)
+	// content synced into the mirror namespace ahead of time is served as cached
+	pre := pushTo(t, site+"/docker.io/library/preloaded:v1", randomImg(t, 1))
+	got, err = pullAll(t, site+"/library/preloaded:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, pre, got)
+}
+
+func TestMirrorTTL(t *testing.T) {
+	up := newCountingHub(t)
+	first := pushTo(t, up.host+"/library/app:v1", randomImg(t, 1))
+	_, forever := siteHub(t, up, 0)
+	_, recheck := siteHub(t, up, time.Nanosecond) // every pull re-checks the tag
+
+	for _, site := range []string{forever, recheck} {
+		got, err := pullAll(t, site+"/library/app:v1", viaNS)
+		require.NoError(t, err)
+		assert.Equal(t, first, got)
+	}
+	second := pushTo(t, up.host+"/library/app:v1", randomImg(t, 1))
+	got, err := pullAll(t, forever+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, first, got, "kept forever by default")
+	got, err = pullAll(t, recheck+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, second, got, "re-checked after the TTL")
+
+	// upstream down at re-check time: the cached tag is served
+	up.ts.Close()
+	got, err = pullAll(t, recheck+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, second, got)
+}
+
+func TestParseMirror(t *testing.T) {
+	m, err := ParseMirror("docker.io=https://registry-1.docker.io/")
+	require.NoError(t, err)
+	assert.Equal(t, Mirror{Registry: "docker.io", URL: "https://registry-1.docker.io"}, m)
+	m, err = ParseMirror("quay.io")
+	require.NoError(t, err)
+	assert.Equal(t, Mirror{Registry: "quay.io"}, m)
+	for _, bad := range []string{"", "=http://x", "docker.io=ftp://x", "a/b=http://x", "docker.io=nourl"} {
+		_, err := ParseMirror(bad)
+		assert.Error(t, err, bad)
+	}
+}
