@@ -2,17 +2,22 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/opencontainers/go-digest"
 )
 
 // BenchmarkPush pushes blobs the way clients do (POST, PATCH with the whole blob, PUT
-// with the digest) to a filesystem hub over loopback HTTP and reports MB/s.
+// with the digest) over loopback HTTP and reports MB/s, to the hub and to a stock
+// distribution App configured like the stock registry binary (filesystem driver,
+// inmemory blob descriptor cache), in the same run.
 func BenchmarkPush(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
@@ -22,30 +27,54 @@ func BenchmarkPush(b *testing.B) {
 		{"64MiB", 64 << 20, 1},
 		{"16x1MiB", 1 << 20, 16},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			srv, err := New(Config{RootDirectory: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ts := httptest.NewServer(srv.Handler())
-			defer func() { ts.Close(); srv.Close() }()
-			blobs := make([][]byte, bc.count)
-			b.SetBytes(int64(bc.size * bc.count))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for j := range blobs {
-					blobs[j] = randomBytes(bc.size)
-				}
-				b.StartTimer()
-				for j, blob := range blobs {
-					if err := pushRaw(ts.URL, fmt.Sprintf("bench/r%d", j%4), blob); err != nil {
+		for _, target := range []string{"hub", "stock"} {
+			b.Run(bc.name+"/"+target, func(b *testing.B) {
+				var h http.Handler
+				if target == "hub" {
+					srv, err := New(Config{RootDirectory: b.TempDir()})
+					if err != nil {
 						b.Fatal(err)
 					}
+					defer srv.Close()
+					h = srv.Handler()
+				} else {
+					h = stockApp(b, b.TempDir())
 				}
-			}
-		})
+				ts := httptest.NewServer(h)
+				defer ts.Close()
+				blobs := make([][]byte, bc.count)
+				b.SetBytes(int64(bc.size * bc.count))
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					for j := range blobs {
+						blobs[j] = randomBytes(bc.size)
+					}
+					b.StartTimer()
+					for j, blob := range blobs {
+						if err := pushRaw(ts.URL, fmt.Sprintf("bench/r%d", j%4), blob); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		}
 	}
+}
+
+// stockApp is distribution's App as the stock registry binary runs it by default.
+func stockApp(b *testing.B, dir string) http.Handler {
+	c := &configuration.Configuration{
+		Storage: configuration.Storage{
+			"filesystem": configuration.Parameters{"rootdirectory": dir},
+			"cache":      configuration.Parameters{"blobdescriptor": "inmemory"},
+			"delete":     configuration.Parameters{"enabled": true},
+		},
+	}
+	c.HTTP.Secret = "bench"
+	app := handlers.NewApp(context.Background(), c)
+	b.Cleanup(func() { _ = app.Shutdown() })
+	return app
 }
 
 func pushRaw(base, repo string, blob []byte) error {
