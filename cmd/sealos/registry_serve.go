@@ -27,6 +27,8 @@ type registryServeOptions struct {
 	logLevel        string
 	accessLog       bool
 	shutdownTimeout time.Duration
+	mirrors         []string
+	mirrorTTL       time.Duration
 }
 
 func newRegistryServeCmd() *cobra.Command {
@@ -39,7 +41,9 @@ API), until SIGINT or SIGTERM. On a signal it stops accepting connections and le
 in flight finish (up to --shutdown-timeout); an upload cut short stays invisible.`,
 		Example: `  sealos registry serve filesystem /var/lib/registry
   sealos registry serve fs ./registry -p 5001 --htpasswd /etc/registry/htpasswd --access-log
-  sealos registry serve inmem --address 127.0.0.1 --port 0`,
+  sealos registry serve inmem --address 127.0.0.1 --port 0
+  # an air-gapped site's hub: mirrors docker.io and quay.io, keeps what it fetched
+  sealos registry serve filesystem /var/lib/registry --mirror docker.io=https://registry-1.docker.io --mirror quay.io=https://quay.io`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
@@ -54,6 +58,8 @@ in flight finish (up to --shutdown-timeout); an upload cut short stays invisible
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after a signal")
+	f.StringArrayVar(&o.mirrors, "mirror", nil, "mirror REGISTRY=URL (repeatable), e.g. docker.io=https://registry-1.docker.io: pulls with ?ns=REGISTRY or /v2/REGISTRY/... are served from the hub, fetched from URL on a miss and kept (REGISTRY alone: no upstream)")
+	f.DurationVar(&o.mirrorTTL, "mirror-ttl", 0, "re-check a mirrored tag upstream at most this often (0: keep cached tags forever)")
 
 	cmd.AddCommand(&cobra.Command{
 		Use:     "filesystem DIR",
@@ -88,6 +94,14 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 		}
 		cfg.Distribution = dc
 	}
+	for _, m := range o.mirrors {
+		mr, err := server.ParseMirror(m)
+		if err != nil {
+			return fmt.Errorf("--mirror: %w", err)
+		}
+		cfg.Mirrors = append(cfg.Mirrors, mr)
+	}
+	cfg.MirrorTTL = o.mirrorTTL
 	cfg.Htpasswd = o.htpasswd
 	cfg.ReadOnly = o.readOnly
 	cfg.LogLevel = o.logLevel
