@@ -110,3 +110,57 @@ func pushRaw(base, repo string, blob []byte) error {
 	}
 	return nil
 }
+
+// BenchmarkPull fetches blobs (GET) over loopback HTTP from the hub and from a stock
+// distribution App, in the same run.
+func BenchmarkPull(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		size  int
+		count int
+	}{
+		{"64MiB", 64 << 20, 1},
+		{"16x1MiB", 1 << 20, 16},
+	} {
+		for _, target := range []string{"hub", "stock"} {
+			b.Run(bc.name+"/"+target, func(b *testing.B) {
+				var h http.Handler
+				if target == "hub" {
+					srv, err := New(Config{RootDirectory: b.TempDir()})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer srv.Close()
+					h = srv.Handler()
+				} else {
+					h = stockApp(b, b.TempDir())
+				}
+				ts := httptest.NewServer(h)
+				defer ts.Close()
+				var urls []string
+				for j := 0; j < bc.count; j++ {
+					blob := randomBytes(bc.size)
+					if err := pushRaw(ts.URL, "bench/pull", blob); err != nil {
+						b.Fatal(err)
+					}
+					urls = append(urls, ts.URL+"/v2/bench/pull/blobs/"+digest.FromBytes(blob).String())
+				}
+				b.SetBytes(int64(bc.size * bc.count))
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for _, u := range urls {
+						res, err := http.Get(u)
+						if err != nil {
+							b.Fatal(err)
+						}
+						n, _ := io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+						if res.StatusCode != http.StatusOK || n != int64(bc.size) {
+							b.Fatalf("GET: %s, %d bytes", res.Status, n)
+						}
+					}
+				}
+			})
+		}
+	}
+}

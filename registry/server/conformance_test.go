@@ -620,3 +620,46 @@ func TestManifestShapes(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "application/vnd.docker.distribution.manifest.v2+json", r.header.Get("Content-Type"))
 }
+
+// TestBlobServing covers blob GET/HEAD details, served from the file on disk hubs.
+func TestBlobServing(t *testing.T) {
+	for _, inmem := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inmem=%v", inmem), func(t *testing.T) {
+			_, ts := newTestServer(t, Config{InMemory: inmem})
+			h := &hub{t: t, url: ts.URL}
+			b := randomBytes(100000)
+			d := h.pushBlob("serve/a", b)
+
+			r := h.do("HEAD", "/v2/serve/a/blobs/"+d.String(), nil, nil)
+			require.Equal(t, http.StatusOK, r.status)
+			assert.Equal(t, "100000", r.header.Get("Content-Length"))
+			assert.Equal(t, d.String(), r.header.Get("Docker-Content-Digest"))
+			assert.Equal(t, `"`+d.String()+`"`, r.header.Get("Etag"))
+			assert.Empty(t, r.body)
+
+			r = h.do("GET", "/v2/serve/a/blobs/"+d.String(), nil, nil)
+			require.Equal(t, http.StatusOK, r.status)
+			assert.Equal(t, b, r.body)
+			assert.Equal(t, "application/octet-stream", r.header.Get("Content-Type"))
+
+			r = h.do("GET", "/v2/serve/a/blobs/"+d.String(), map[string]string{"Range": "bytes=99990-"}, nil)
+			require.Equal(t, http.StatusPartialContent, r.status)
+			assert.Equal(t, b[99990:], r.body)
+			assert.Equal(t, "bytes 99990-99999/100000", r.header.Get("Content-Range"))
+
+			r = h.do("GET", "/v2/serve/a/blobs/"+d.String(), map[string]string{"If-None-Match": `"` + d.String() + `"`}, nil)
+			assert.Equal(t, http.StatusNotModified, r.status)
+
+			// another repository does not see the blob until it is mounted or pushed there
+			r = h.do("GET", "/v2/serve/b/blobs/"+d.String(), nil, nil)
+			assert.Equal(t, http.StatusNotFound, r.status)
+			assert.Equal(t, "BLOB_UNKNOWN", r.code())
+
+			// deleted from the repository: gone
+			require.Equal(t, http.StatusAccepted, h.do("DELETE", "/v2/serve/a/blobs/"+d.String(), nil, nil).status)
+			r = h.do("GET", "/v2/serve/a/blobs/"+d.String(), nil, nil)
+			assert.Equal(t, http.StatusNotFound, r.status)
+			assert.Equal(t, "BLOB_UNKNOWN", r.code())
+		})
+	}
+}

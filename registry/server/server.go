@@ -363,6 +363,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if m := blobPath.FindStringSubmatch(r.URL.Path); m != nil && s.serveBlobFast(lw, r, m[1], m[2]) {
+		return
+	}
 	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
 		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
 		s.singlePostUpload(app, lw, r)
