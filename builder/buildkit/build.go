@@ -298,10 +298,8 @@ func exportAttrs(opt BuildOptions) (map[string]string, error) {
 			level = DefaultCompressionLevel
 		}
 	}
-	switch comp {
-	case CompressionNone, CompressionZstd, CompressionGzip:
-	default:
-		return nil, fmt.Errorf("unknown compression %q: use %s, %s or %s", comp, CompressionZstd, CompressionNone, CompressionGzip)
+	if err := CheckCompression(comp); err != nil {
+		return nil, err
 	}
 	attrs := map[string]string{
 		"compression":       comp,
@@ -319,6 +317,24 @@ func exportAttrs(opt BuildOptions) (map[string]string, error) {
 		attrs["annotation."+k] = v
 	}
 	return attrs, nil
+}
+
+// CheckCompression tells whether c names a layer compression.
+func CheckCompression(c string) error {
+	switch c {
+	case CompressionNone, CompressionZstd, CompressionGzip:
+		return nil
+	}
+	return fmt.Errorf("unknown compression %q: use %s, %s or %s", c, CompressionZstd, CompressionNone, CompressionGzip)
+}
+
+// CheckProgress tells whether m is a progress display mode.
+func CheckProgress(m string) error {
+	switch progressui.DisplayMode(m) {
+	case progressui.AutoMode, progressui.TtyMode, progressui.PlainMode, progressui.QuietMode, progressui.RawJSONMode:
+		return nil
+	}
+	return fmt.Errorf("unknown progress mode %q: use auto, tty, plain, quiet or rawjson", m)
 }
 
 func exportedDescriptor(resp map[string]string) (ocispecs.Descriptor, error) {

@@ -97,6 +97,33 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	if f.output != "text" && f.output != "json" {
 		return fmt.Errorf("unknown --output %q: use text or json", f.output)
 	}
+	if err := buildkit.CheckCompression(f.compression); err != nil {
+		return fmt.Errorf("--compression: %w", err)
+	}
+	if err := buildkit.CheckProgress(f.progress); err != nil {
+		return fmt.Errorf("--progress: %w", err)
+	}
+	tags := make([]string, 0, len(f.tags))
+	for _, t := range f.tags {
+		n, err := store.NormalizeRef(t)
+		if err != nil {
+			return fmt.Errorf("-t %q: %w", t, err)
+		}
+		tags = append(tags, n)
+	}
+	buildArgs, err := keyValues("--build-arg", f.buildArgs, true)
+	if err != nil {
+		return err
+	}
+	if _, ok := buildArgs[frontend.ArgSourceDateEpoch]; !ok {
+		if v := os.Getenv(frontend.ArgSourceDateEpoch); v != "" {
+			buildArgs[frontend.ArgSourceDateEpoch] = v
+		}
+	}
+	labels, err := keyValues("--label", f.labels, false)
+	if err != nil {
+		return err
+	}
 	if fi, err := os.Stat(contextDir); err != nil {
 		return fmt.Errorf("build context: %w", err)
 	} else if !fi.IsDir() {
@@ -117,27 +144,6 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		return err
 	}
 	src, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	tags := make([]string, 0, len(f.tags))
-	for _, t := range f.tags {
-		n, err := store.NormalizeRef(t)
-		if err != nil {
-			return fmt.Errorf("-t %q: %w", t, err)
-		}
-		tags = append(tags, n)
-	}
-	buildArgs, err := keyValues("--build-arg", f.buildArgs, true)
-	if err != nil {
-		return err
-	}
-	if _, ok := buildArgs[frontend.ArgSourceDateEpoch]; !ok {
-		if v := os.Getenv(frontend.ArgSourceDateEpoch); v != "" {
-			buildArgs[frontend.ArgSourceDateEpoch] = v
-		}
-	}
-	labels, err := keyValues("--label", f.labels, false)
 	if err != nil {
 		return err
 	}
