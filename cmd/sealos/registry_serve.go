@@ -54,7 +54,7 @@ in flight finish (up to --shutdown-timeout); an upload cut short stays invisible
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.BoolVar(&o.readOnly, "read-only", false, "refuse pushes and deletes")
-	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML) for anything else; flags override it")
+	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML) for anything else (http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, storage comes from the subcommand")
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after a signal")
@@ -87,12 +87,20 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
+	listen := net.JoinHostPort(o.address, strconv.Itoa(o.port))
 	if o.configFile != "" {
 		dc, err := server.LoadDistributionConfig(o.configFile)
 		if err != nil {
 			return err
 		}
 		cfg.Distribution = dc
+		// the file's listener and TLS settings apply unless flags say otherwise
+		if dc.HTTP.Addr != "" && !cmd.Flags().Changed("port") && !cmd.Flags().Changed("address") {
+			listen = dc.HTTP.Addr
+		}
+		if o.tlsCert == "" && o.tlsKey == "" {
+			o.tlsCert, o.tlsKey = dc.HTTP.TLS.Certificate, dc.HTTP.TLS.Key
+		}
 	}
 	for _, m := range o.mirrors {
 		mr, err := server.ParseMirror(m)
@@ -117,7 +125,7 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(o.address, strconv.Itoa(o.port)))
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
