@@ -41,5 +41,12 @@ bench-registry: build
 bench-save: build
 	./hack/bench-save.sh $(abspath $(BIN))
 
+# Load, save and list ~1 GiB with the local store (sealos load/save/images) and with
+# buildah's containers-storage (pull/push oci-archive:, docker-archive:); prints seconds
+# and ratios (hack/bench-store.sh; needs buildah and skopeo, as root).
+.PHONY: bench-store
+bench-store: build
+	./hack/bench-store.sh $(abspath $(BIN))
+
 clean:
 	rm -rf bin .bench
