@@ -202,7 +202,7 @@ func (w *uploadWriter) Cancel(ctx context.Context) error {
 	return os.Remove(w.f.Name())
 }
 
-// Commit makes the data durable: it returns only after fsync.
+// Commit makes the data durable: it returns only after fdatasync.
 func (w *uploadWriter) Commit(ctx context.Context) error {
 	switch {
 	case w.closed:
@@ -215,8 +215,9 @@ func (w *uploadWriter) Commit(ctx context.Context) error {
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
+	// fdatasync: the data and the size, without waiting for the timestamps
+	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
 	}
 	w.committed = true
 	return nil
