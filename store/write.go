@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -47,7 +48,9 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	bufp := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, *bufp)
+	copyBufs.Put(bufp)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -79,6 +82,9 @@ func (s *Store) writeBlobBytes(ctx context.Context, b []byte) (v1.Hash, error) {
 	_, _, err := s.WriteBlob(ctx, h, int64(len(b)), bytes.NewReader(b))
 	return h, err
 }
+
+// copyBufs are the buffers blobs are copied with: large, so a big blob takes few syscalls.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 type ctxReader struct {
 	ctx context.Context
