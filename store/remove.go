@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -149,8 +150,11 @@ const tmpMaxAge = time.Hour
 func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
 	l := flock.New(s.path(privateDir, gcLockFile))
-	if err := lockCtx(ctx, l, true); err != nil {
-		return rep, fmt.Errorf("gc: %w", err)
+	if ok, err := l.TryLock(); err != nil || !ok {
+		slog.Info("waiting for other sealos processes (builds, pulls, loads) to finish writing to the store before deleting unused blobs", "store", s.dir)
+		if err := lockCtx(ctx, l, true); err != nil {
+			return rep, fmt.Errorf("gc: %w", err)
+		}
 	}
 	defer l.Close()
 	idx, err := s.readIndex()
