@@ -164,3 +164,43 @@ func BenchmarkPull(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHeadManifest is the request a re-push of an unchanged image starts with.
+func BenchmarkHeadManifest(b *testing.B) {
+	for _, target := range []string{"hub", "stock"} {
+		b.Run(target, func(b *testing.B) {
+			var h http.Handler
+			if target == "hub" {
+				srv, err := New(Config{RootDirectory: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer srv.Close()
+				h = srv.Handler()
+			} else {
+				h = stockApp(b, b.TempDir())
+			}
+			ts := httptest.NewServer(h)
+			defer ts.Close()
+			hb := &hub{t: b, url: ts.URL}
+			_, mb := hb.image("head", 2)
+			req, _ := http.NewRequest("PUT", ts.URL+"/v2/head/manifests/v1", bytes.NewReader(mb))
+			req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil || res.StatusCode != http.StatusCreated {
+				b.Fatal(err, res.Status)
+			}
+			res.Body.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				req, _ := http.NewRequest("HEAD", ts.URL+"/v2/head/manifests/v1", nil)
+				req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+				res, err := http.DefaultClient.Do(req)
+				if err != nil || res.StatusCode != http.StatusOK {
+					b.Fatal(err, res.Status)
+				}
+				res.Body.Close()
+			}
+		})
+	}
+}

@@ -31,7 +31,7 @@ func newTestServer(t *testing.T, cfg Config) (*Server, *httptest.Server) {
 
 // hub is a raw HTTP client of one test hub.
 type hub struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	user string
 	pass string
