@@ -54,7 +54,12 @@ func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if isManifest && !strings.Contains(ref, ":") && !tagPattern.MatchString(ref) {
-		writeError(w, http.StatusBadRequest, "TAG_INVALID", "manifest tag did not match URI", map[string]string{"tag": ref})
+		if r.Method == http.MethodPut {
+			writeError(w, http.StatusBadRequest, "TAG_INVALID", "manifest tag did not match URI", map[string]string{"tag": ref})
+		} else {
+			// no manifest can have such a tag: a lookup simply finds nothing
+			writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown", map[string]string{"tag": ref})
+		}
 		return false
 	}
 	if isManifest && strings.Contains(ref, ":") {
