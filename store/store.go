@@ -310,14 +310,18 @@ func emptyIndex() *v1.IndexManifest {
 // change, replaces index.json atomically. fn may run more than once (on a freshly read
 // index each time), so it must not have effects outside idx.
 func (s *Store) updateIndex(ctx context.Context, fn func(idx *v1.IndexManifest) (changed bool, err error)) error {
-	for {
+	for range maxLockAttempts {
 		done, err := s.tryUpdateIndex(ctx, fn)
 		if done || err != nil {
 			return err
 		}
 		slog.Debug("store: index.json.lock was replaced while we held it; retrying", "store", s.dir)
 	}
+	return fmt.Errorf("update %s: %s keeps being replaced by another program; is something deleting it in a loop?", s.path(indexFile), bkLockFile)
 }
+
+// maxLockAttempts bounds the retries when BuildKit's lock file is replaced under us.
+const maxLockAttempts = 10000
 
 // tryUpdateIndex is one attempt of updateIndex; done is false when the attempt must be
 // repeated because BuildKit's lock file was replaced under us.
@@ -396,7 +400,7 @@ func (s *Store) lockIndex(ctx context.Context) (func(), *flock.Flock, error) {
 // never delete it ourselves.
 func (s *Store) lockBuildKit(ctx context.Context) (*flock.Flock, error) {
 	p := s.path(bkLockFile)
-	for {
+	for range maxLockAttempts {
 		l := flock.New(p, flock.SetPermissions(0o644))
 		if err := lockCtx(ctx, l, true); err != nil {
 			return nil, fmt.Errorf("lock %s: %w", p, err)
@@ -406,6 +410,7 @@ func (s *Store) lockBuildKit(ctx context.Context) (*flock.Flock, error) {
 		}
 		_ = l.Close()
 	}
+	return nil, fmt.Errorf("lock %s: the file keeps being replaced by another program", p)
 }
 
 // lockCtx takes l (exclusive or shared), waiting until ctx is done.
