@@ -88,6 +88,17 @@ func TestInspect(t *testing.T) {
 	assert.Equal(t, "", ins.Type)
 	assert.False(t, ins.Valid)
 
+	list, err := s.List(ctx)
+	require.NoError(t, err)
+	types := map[string]string{}
+	for _, e := range list {
+		types[e.Name] = e.Type
+	}
+	assert.Equal(t, map[string]string{
+		"docker.io/library/kube:v1": "rootfs", "localhost:5000/kube:v1": "rootfs",
+		"docker.io/library/bad:v1": "rootfs", "docker.io/library/weird:v1": "",
+	}, types)
+
 	plain := clusterImage(t, nil, "")
 	require.NoError(t, s.WriteImage(ctx, "plain:v1", plain))
 	ins, err = s.Inspect(ctx, "plain:v1")

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/cluster-image/sealos/imagespec"
 )
 
 // Entry is one named (or untagged) image in the store.
@@ -39,6 +41,9 @@ type Entry struct {
 	Size int64 `json:"size"`
 	// Labels of the image config (for an index: of the host platform's image, if any).
 	Labels map[string]string `json:"labels,omitempty"`
+	// Type is the cluster-image type the labels declare (imagespec.TypeOf); "" when the
+	// config could not be read or the label is invalid.
+	Type string `json:"type,omitempty"`
 	// Descriptor is the index.json entry.
 	Descriptor v1.Descriptor `json:"-"`
 }
@@ -83,6 +88,11 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		e.Created = sum.created
 		e.Size = sum.size
 		e.Labels = sum.labels
+		if sum.configRead {
+			if t, err := imagespec.TypeOf(sum.labels); err == nil {
+				e.Type = string(t)
+			}
+		}
 		out = append(out, e)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -108,6 +118,8 @@ type summary struct {
 	size      int64
 	labels    map[string]string
 	blobs     map[v1.Hash]int64
+	// configRead is true when labels come from a config that could be read.
+	configRead bool
 }
 
 type summaryCache struct {
@@ -149,8 +161,8 @@ func (c *summaryCache) get(d v1.Descriptor) *summary {
 				if cs.created.After(sm.created) {
 					sm.created = cs.created
 				}
-				if sm.labels == nil || (child.Platform != nil && child.Platform.Satisfies(host)) {
-					sm.labels = cs.labels
+				if !sm.configRead || (child.Platform != nil && child.Platform.Satisfies(host)) {
+					sm.labels, sm.configRead = cs.labels, cs.configRead
 				}
 			}
 		}
@@ -173,6 +185,7 @@ func (c *summaryCache) get(d v1.Descriptor) *summary {
 				if json.Unmarshal(cfgRaw, &cfg) == nil {
 					sm.created = cfg.Created
 					sm.labels = cfg.Config.Labels
+					sm.configRead = true
 				}
 			}
 		}
