@@ -2,7 +2,12 @@ package client_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -131,4 +136,78 @@ func TestPullPlatformAndAll(t *testing.T) {
 		require.NoError(t, err)
 		assertSameLayers(t, src, child)
 	}
+}
+
+func TestPullRejectsCorruptBlobs(t *testing.T) {
+	var corrupt atomic.Bool
+	flipper := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if corrupt.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				body := rec.Body.Bytes()
+				if len(body) > 0 {
+					body[len(body)/2] ^= 0xff // same length, other content
+				}
+				for k, v := range rec.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.Code)
+				w.Write(body) //nolint:errcheck
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := startHub(t, server.Config{}, flipper)
+	ctx := context.Background()
+	img, err := random.Image(16<<10, 2)
+	require.NoError(t, err)
+	_, err = client.Push(ctx, img, host+"/bad/app:v1")
+	require.NoError(t, err)
+
+	corrupt.Store(true)
+	st := openStore(t)
+	_, err = client.Pull(ctx, st, host+"/bad/app:v1", false, client.PolicyAlways, client.WithRetry(0, 0))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "digest")
+	_, err = st.Resolve(ctx, host+"/bad/app:v1")
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing named after a failed pull")
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	for _, l := range ls {
+		h, err := l.Digest()
+		require.NoError(t, err)
+		assert.False(t, st.HasBlob(h), "no corrupt blob stored under %s", h)
+	}
+
+	// The hub recovers: the same pull goes through.
+	corrupt.Store(false)
+	res, err := client.Pull(ctx, st, host+"/bad/app:v1", false, client.PolicyAlways)
+	require.NoError(t, err)
+	assert.Equal(t, client.StatusPulled, res.Status)
+}
+
+func TestPullRetriesTransientErrors(t *testing.T) {
+	var failed atomic.Int32
+	flaky := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && failed.Add(1) <= 2 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := startHub(t, server.Config{}, flaky)
+	ctx := context.Background()
+	img, err := random.Image(16<<10, 2)
+	require.NoError(t, err)
+	_, err = client.Push(ctx, img, host+"/flaky/app:v1")
+	require.NoError(t, err)
+	failed.Store(0)
+	res, err := client.Pull(ctx, openStore(t), host+"/flaky/app:v1", false, client.PolicyAlways, client.WithRetry(3, time.Millisecond), client.WithJobs(1))
+	require.NoError(t, err)
+	assert.Equal(t, client.StatusPulled, res.Status)
+	assert.GreaterOrEqual(t, failed.Load(), int32(3))
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -144,14 +146,18 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 			mountRepos = append(mountRepos, rr)
 		}
 	}
+	start := time.Now()
 	s, err := newSession(ctx, ref.Context(), o, true, mountRepos)
 	if err != nil {
 		return err
 	}
+	slog.Debug("push: connected", "registry", ref.Context().RegistryStr(), "elapsed", time.Since(start))
 	// Re-push of what the target already has: one HEAD.
 	if got, ok, err := s.headManifest(ctx, ref.Identifier()); err == nil && ok && got.Digest == desc.Digest {
+		slog.Debug("push: target has the manifest already", "digest", desc.Digest, "elapsed", time.Since(start))
 		return nil
 	}
+	defer func() { slog.Debug("push: done", "elapsed", time.Since(start)) }()
 
 	plan := &pushPlan{seen: map[v1.Hash]bool{}}
 	switch v := src.(type) {
@@ -205,6 +211,7 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	slog.Debug("push: blobs sent", "blobs", len(plan.blobs), "elapsed", time.Since(start))
 	for _, m := range plan.manifests {
 		if err := s.putManifest(ctx, m.h.String(), m.raw, m.mt); err != nil {
 			return fmt.Errorf("manifest %s: %w", m.h, err)

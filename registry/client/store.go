@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -93,14 +95,17 @@ func Pull(ctx context.Context, st *store.Store, ref string, all bool, policy Pol
 }
 
 func pull(ctx context.Context, st *store.Store, ref string, r name.Reference, all bool, o *options, local v1.Descriptor, haveLocal bool, res *PullResult) error {
+	start := time.Now()
 	s, err := newSession(ctx, r.Context(), o, false, nil)
 	if err != nil {
 		return err
 	}
+	slog.Debug("pull: connected", "registry", r.Context().RegistryStr(), "elapsed", time.Since(start))
 	raw, desc, err := s.getManifest(ctx, r.Identifier())
 	if err != nil {
 		return err
 	}
+	slog.Debug("pull: manifest", "digest", desc.Digest, "mediaType", desc.MediaType, "elapsed", time.Since(start))
 	if desc.MediaType.IsIndex() && !all {
 		child, err := pickPlatform(raw, o)
 		if err != nil {
@@ -131,6 +136,8 @@ func pull(ctx context.Context, st *store.Store, ref string, r name.Reference, al
 	if err := f.run(ctx); err != nil {
 		return err
 	}
+	slog.Debug("pull: blobs stored", "blobs", len(f.blobs), "elapsed", time.Since(start))
+	defer func() { slog.Debug("pull: done", "elapsed", time.Since(start)) }()
 	if desc.MediaType.IsIndex() {
 		idx, err := openIndex(st, raw, desc)
 		if err != nil {
