@@ -67,38 +67,48 @@ STOCK=127.0.0.1:$STOCK_PORT
 wait_up "$HUB"
 wait_up "$STOCK"
 
+RUNS=${BENCH_RUNS:-3}
 declare -A T
 size_of() { du -sb "$WORK/layouts/$1/blobs" | awk '{print $1}'; }
-run() { # key cmd...
+# run KEY CMD...: times CMD and keeps the best of all runs under KEY (the machine is shared,
+# so the minimum is the figure least disturbed by others; both tools get the same chance).
+run() {
 	local key=$1; shift
 	sync
-	local s e
+	local s e t
 	s=$(now)
 	"$@" >"$WORK/$key.out" 2>"$WORK/$key.err" || { echo "FAILED: $*" >&2; cat "$WORK/$key.err" >&2; exit 1; }
 	e=$(now)
-	T[$key]=$(secs "$s" "$e")
+	t=$(secs "$s" "$e")
+	if [ -z "${T[$key]:-}" ] || awk -v a="$t" -v b="${T[$key]}" 'BEGIN{exit !(a<b)}'; then T[$key]=$t; fi
 }
 
-for img in large small; do
-	run "sealos-push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img:v1"
-	run "crane-push-$img" crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img:v1"
+for r in $(seq "$RUNS"); do
+	echo "== run $r of $RUNS"
+	# Each run pushes to new repositories, so every blob is sent again.
+	for img in large small; do
+		run "sealos-push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img-$r:v1"
+		run "crane-push-$img" crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1"
+	done
+	for img in large small; do
+		rm -rf "$WORK/pullroot" "$WORK/cranepull"
+		run "sealos-pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1"
+		run "crane-pull-$img" crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
+	done
+	run "sealos-repush-small" "$SEALOS" --root "$WORK/root" push -q "bench/small:v1" "$HUB/bench/small-$r:v1"
+	run "crane-repush-small" crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small-$r:v1"
 done
-for img in large small; do
-	run "sealos-pull-$img" "$SEALOS" --root "$WORK/pullroot-$img" pull -q "$HUB/bench/$img:v1"
-	run "crane-pull-$img" crane pull --insecure --format oci "$STOCK/bench/$img:v1" "$WORK/cranepull-$img"
-done
-run "sealos-repush-small" "$SEALOS" --root "$WORK/root" push -q "bench/small:v1" "$HUB/bench/small:v1"
-run "crane-repush-small" crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small:v1"
+rm -rf "$WORK/pullroot" "$WORK/cranepull"
 
 # Digests must be identical everywhere.
 for img in large small; do
 	want=$(awk -v n="$img" '$1==n{print $3}' "$WORK/images.txt")
-	got=$(crane digest --insecure "$HUB/bench/$img:v1")
+	got=$(crane digest --insecure "$HUB/bench/$img-1:v1")
 	[ "$want" = "$got" ] || { echo "digest mismatch for $img: built $want, hub has $got" >&2; exit 1; }
 done
 
 echo
-printf '%-28s %10s %10s %10s %10s %8s\n' "operation" "bytes" "sealos s" "MB/s" "stock s" "ratio"
+printf '%-28s %10s %10s %10s %10s %8s\n' "operation" "bytes" "sealos s" "MB/s" "crane s" "ratio"
 for op in push pull; do
 	for img in large small; do
 		b=$(size_of "$img")
@@ -111,4 +121,5 @@ for op in push pull; do
 done
 printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
 	"$(awk -v s="${T[sealos-repush-small]}" -v c="${T[crane-repush-small]}" 'BEGIN{printf "%.2fx", c/s}')"
-echo "(re-push times include process start; targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"
+echo "(best of $RUNS runs each; re-push times include process start and the registry handshake;"
+echo " targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"
