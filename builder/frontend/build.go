@@ -127,7 +127,6 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 			return nil, err
 		}
 	}
-	delete(buildArgs, ArgSourceDateEpoch)
 
 	mainCtx, err := bc.MainContext(ctx)
 	if err != nil {

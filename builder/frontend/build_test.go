@@ -1,9 +1,11 @@
 package frontend_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,4 +227,37 @@ CMD ["cat /data/out"]
 	assert.Len(t, b.manifest.Layers, 1)
 	assert.Equal(t, []string{"cat /data/out"}, b.config.Config.Cmd)
 	assert.Empty(t, b.config.Config.Env, "ARGs and the build stage's ENV stay out of the image")
+
+	files := layerFiles(t, images, "docker.io/library/gen:v1")
+	assert.Equal(t, "hi from /work as 0\n", files["data/out"], "RUN saw the build arg, WORKDIR and the user")
+	assert.Equal(t, "heredoc\n", files["data/file"])
+}
+
+// layerFiles reads the regular files of an image's layers from the store.
+func layerFiles(t *testing.T, s *store.Store, ref string) map[string]string {
+	t.Helper()
+	img, err := s.Image(context.Background(), ref)
+	require.NoError(t, err)
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		require.NoError(t, err)
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			if h.Typeflag == tar.TypeReg {
+				b, err := io.ReadAll(tr)
+				require.NoError(t, err)
+				out[h.Name] = string(b)
+			}
+		}
+		require.NoError(t, rc.Close())
+	}
+	return out
 }

@@ -140,7 +140,8 @@ func Convert(ctx context.Context, f *kubefile.File, opt ConvertOptions) (*Result
 		Annotations: Annotations(img, st.baseName, st.baseDigest, opt.Annotations),
 	}
 	for k := range opt.BuildArgs {
-		if !c.usedArgs[k] {
+		// SOURCE_DATE_EPOCH and BuildKit's own BUILDKIT_* args mean something without an ARG.
+		if !c.usedArgs[k] && k != "SOURCE_DATE_EPOCH" && !strings.HasPrefix(k, "BUILDKIT_") {
 			res.UnusedBuildArgs = append(res.UnusedBuildArgs, k)
 		}
 	}

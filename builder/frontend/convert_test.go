@@ -221,7 +221,7 @@ FROM scratch
 ARG DEST=/dest
 COPY --from=build /out ${DEST}/version
 COPY --from=0 /bin/busybox /bin/
-`, ConvertOptions{BuildArgs: map[string]string{"SECRET": "given", "UNUSED": "x"}, Images: images{"busybox": base}})
+`, ConvertOptions{BuildArgs: map[string]string{"SECRET": "given", "UNUSED": "x", "SOURCE_DATE_EPOCH": "1", "BUILDKIT_INLINE_CACHE": "1"}, Images: images{"busybox": base}})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"UNUSED"}, res.UnusedBuildArgs)
 	assert.Empty(t, res.Image.Config.Env, "a scratch stage inherits nothing")
