@@ -243,3 +243,36 @@ func TestPushLargeBlobPostThenPut(t *testing.T) {
 	require.NoError(t, err)
 	assertSameLayers(t, img, got)
 }
+
+func TestMountSourcesFromTheStore(t *testing.T) {
+	var log requestLog
+	host := startHub(t, server.Config{}, log.wrap)
+	ctx := context.Background()
+	st := openStore(t)
+	img, err := random.Image(16<<10, 3)
+	require.NoError(t, err)
+	require.NoError(t, st.WriteImage(ctx, host+"/team/a:v1", img))
+	_, err = client.PushFromStore(ctx, st, host+"/team/a:v1", "")
+	require.NoError(t, err)
+
+	// The same image under another repository of the same registry: its layers are
+	// mounted from team/a, not uploaded again.
+	require.NoError(t, st.Tag(ctx, host+"/team/a:v1", host+"/team/b:v1"))
+	dst, err := client.ParseReference(host + "/team/b:v1")
+	require.NoError(t, err)
+	mounts, err := client.MountSources(ctx, st, dst)
+	require.NoError(t, err)
+	assert.Len(t, mounts, 3)
+	log.reset()
+	_, err = client.PushFromStore(ctx, st, host+"/team/b:v1", "", client.WithMountFrom(mounts))
+	require.NoError(t, err)
+	assert.Equal(t, 3, log.count(http.MethodPost, "from=team%2Fa"))
+	assert.Equal(t, 1, log.count(http.MethodPost, "digest="), "only the config uploaded")
+
+	// Other registries and the destination repository itself are never mount sources.
+	other, err := client.ParseReference("other.example.com/team/b:v1")
+	require.NoError(t, err)
+	mounts, err = client.MountSources(ctx, st, other)
+	require.NoError(t, err)
+	assert.Empty(t, mounts)
+}
