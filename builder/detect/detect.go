@@ -156,8 +156,9 @@ func (i Image) Tag() string {
 }
 
 func (r *Result) ignored(ref, full string) bool {
+	familiar := strings.TrimPrefix(strings.TrimPrefix(full, "docker.io/"), "library/")
 	for _, p := range r.ignore {
-		if matchImage(p, ref) || matchImage(p, full) {
+		if matchImage(p, ref) || matchImage(p, full) || matchImage(p, familiar) {
 			return true
 		}
 	}

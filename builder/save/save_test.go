@@ -419,3 +419,42 @@ func TestSaveResume(t *testing.T) {
 		assert.Equal(t, small, skopeoCopy(t, saved+"/small/img:v1", false))
 	}
 }
+
+func TestSaveConcurrentSharedCache(t *testing.T) {
+	up := hub(t, t.TempDir(), nil)
+	var imgs []detect.Image
+	want := map[string]v1.Hash{}
+	for i := 0; i < 4; i++ {
+		r := fmt.Sprintf("%s/c/img%d:v1", up, i)
+		want[fmt.Sprintf("c/img%d", i)] = push(t, r, randomImage(t, 256<<10, 3))
+		imgs = append(imgs, detect.Image{Ref: r})
+	}
+	cache := t.TempDir()
+	regs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	var wg sync.WaitGroup
+	errs := make([]error, len(regs))
+	for i, reg := range regs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Save(context.Background(), imgs, Options{RegistryDir: reg, CacheDir: cache, Jobs: 3})
+		}()
+	}
+	wg.Wait()
+	for i, reg := range regs {
+		require.NoError(t, errs[i])
+		for repo, d := range want {
+			got, ok := Layout{Root: reg}.TagDigest(repo, "v1")
+			require.True(t, ok, repo)
+			assert.Equal(t, d, got)
+		}
+	}
+	// Every cached blob is complete and no download is left behind.
+	left, err := filepath.Glob(filepath.Join(cache, "blobs/sha256/*.partial"))
+	require.NoError(t, err)
+	for _, p := range left {
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.Zero(t, st.Size(), p)
+	}
+}
