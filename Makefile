@@ -31,6 +31,12 @@ fmt:
 examples: build
 	./hack/examples.sh $(abspath $(BIN))
 
+# Build one ~1 GB context (20,000 small files, 6 large) with `sealos build` and with
+# `buildah bud --layers`, cold and unchanged; prints wall/CPU seconds and ratios
+# (hack/bench-build.sh; needs buildah, as root).
+bench-build: build
+	./hack/bench-build.sh $(abspath $(BIN))
+
 # Push and pull 1 GiB in 4 layers and 64 x 1 MiB with sealos against the hub and with crane
 # against the stock distribution registry; prints MB/s and ratios (hack/bench-registry.sh).
 bench-registry: build

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,11 +164,15 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		return nil, err
 	}
 	defer release()
-	cs, err := contentlocal.NewStore(opt.Store.Dir())
+	local, err := contentlocal.NewStore(opt.Store.Dir())
 	if err != nil {
 		return nil, err
 	}
-	local, err := localImages(ctx, opt.Store)
+	cs := &linkingStore{Store: local, dir: opt.Store.Dir()}
+	if e.daemon != nil {
+		cs.engineDir = e.daemon.ContentDir()
+	}
+	images, err := localImages(ctx, opt.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +193,7 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if opt.NoCache {
 		attrs[AttrNoCache] = ""
 	}
-	for name, dgst := range local {
+	for name, dgst := range images {
 		attrs[AttrContext+name] = "oci-layout://" + StoreID + "/" + name + "@" + dgst.String()
 	}
 	for k, v := range opt.FrontendAttrs {
@@ -260,6 +265,9 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		if err := opt.Store.TagDescriptor(ctx, toV1(desc), opt.Tags...); err != nil {
 			return nil, fmt.Errorf("build: tag the image: %w", err)
 		}
+	}
+	if cs.linked > 0 {
+		slog.Debug("build: blobs linked from the engine's content store", "blobs", cs.linked, "bytes", cs.linkedSize)
 	}
 	steps, cached := count.result()
 	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil

@@ -442,6 +442,11 @@ func (d *Daemon) Addr() string { return d.addr }
 // Snapshotter is the snapshotter in use ("overlayfs" or "native").
 func (d *Daemon) Snapshotter() string { return d.snapName }
 
+// ContentDir is the root of the engine's content store (blobs/sha256/...).
+func (d *Daemon) ContentDir() string {
+	return filepath.Join(d.root, "runc-"+d.snapName, "content")
+}
+
 // HasRunc tells whether RUN steps can run.
 func (d *Daemon) HasRunc() bool { return d.runc }
 
