@@ -47,6 +47,12 @@ bench-registry: build
 bench-save: build
 	./hack/bench-save.sh $(abspath $(BIN))
 
+# Sync 20 repositories (~1 GB) from a local source hub to an empty hub with `sealos registry
+# sync` and with `skopeo sync` (per repository, and in one yaml run), cold and with nothing
+# changed; prints both, the ratio, and checks digests (hack/bench-sync.sh; needs skopeo).
+bench-sync: build
+	./hack/bench-sync.sh $(abspath $(BIN))
+
 # Load, save and list ~1 GiB with the local store (sealos load/save/images) and with
 # buildah's containers-storage (pull/push oci-archive:, docker-archive:); prints seconds
 # and ratios (hack/bench-store.sh; needs buildah and skopeo, as root).
