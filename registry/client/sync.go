@@ -156,7 +156,13 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 	repos := []string{sl.Path}
 	if sl.Path == "" {
 		if repos, err = s.src.catalog(ctx); err != nil {
-			return nil, fmt.Errorf("sync: %w (name a repository in the source to sync just that one)", err)
+			// registries without a catalog (Docker Hub): --repo values that are plain
+			// names are the list.
+			lit := literalRepos(so.Repos)
+			if lit == nil {
+				return nil, fmt.Errorf("sync: %w (name a repository in the source, or give --repo with plain names)", err)
+			}
+			repos = lit
 		}
 	}
 	repos, err = filterRepos(repos, so.Repos)
@@ -299,6 +305,26 @@ func filterRepos(repos, patterns []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// literalRepos returns patterns when every one is a plain repository name, else nil.
+func literalRepos(patterns []string) []string {
+	if len(patterns) == 0 {
+		return nil
+	}
+	for _, p := range patterns {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return nil
+		}
+		if _, complete := re.LiteralPrefix(); !complete && !plainName.MatchString(p) {
+			return nil
+		}
+	}
+	return patterns
+}
+
+// plainName is a repository name whose only regexp metacharacters are the dots of a name.
+var plainName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
 
 var fallbackTagRe = regexp.MustCompile(`^sha256-[a-f0-9]{64}$`)
 

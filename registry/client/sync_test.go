@@ -418,3 +418,31 @@ func TestCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, client.StatusFailed, rep.Images[0].Status)
 }
+
+func TestSyncWithoutCatalog(t *testing.T) {
+	noCatalog := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/_catalog" {
+				http.Error(w, `{"errors":[{"code":"UNSUPPORTED","message":"no catalog"}]}`, http.StatusNotFound)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	src := startHub(t, server.Config{}, noCatalog)
+	want := seedSource(t, src)
+	dst := startHub(t, server.Config{}, nil)
+
+	_, err := client.Sync(context.Background(), src, dst, client.SyncOptions{})
+	require.Error(t, err, "no catalog and no repository named")
+	_, err = client.Sync(context.Background(), src, dst, client.SyncOptions{Repos: []string{"app/.*"}})
+	require.Error(t, err, "a pattern cannot be listed without a catalog")
+
+	rep, err := client.Sync(context.Background(), src, dst, client.SyncOptions{Repos: []string{"app/db", "base/multi"}})
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 2, rep.Copied)
+	got, ok := headDigest(t, dst+"/app/db:v1")
+	require.True(t, ok)
+	assert.Equal(t, want["app/db:v1"], got)
+}
