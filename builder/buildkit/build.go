@@ -54,6 +54,8 @@ const (
 	// AttrContext prefixes a named context: "context:NAME" = "oci-layout://STORE/REF@DIGEST"
 	// replaces image NAME in FROM (and COPY --from) by an image of a local OCI store.
 	AttrContext = "context:"
+	// ArgSourceDateEpoch is the build arg that makes a build reproducible.
+	ArgSourceDateEpoch = "SOURCE_DATE_EPOCH"
 	// StoreID is the OCI store key of the local image store in the build session.
 	StoreID = "sealos-store"
 )
@@ -323,6 +325,11 @@ func exportAttrs(opt BuildOptions) (map[string]string, error) {
 	}
 	for k, v := range opt.Annotations {
 		attrs["annotation."+k] = v
+	}
+	if opt.BuildArgs[ArgSourceDateEpoch] != "" {
+		// Reproducible images: the frontend sets the epoch as the image's created time;
+		// file times newer than it are clamped in the layers too.
+		attrs["rewrite-timestamp"] = "true"
 	}
 	return attrs, nil
 }

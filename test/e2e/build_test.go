@@ -358,3 +358,14 @@ func TestBuildErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildReproducible: with SOURCE_DATE_EPOCH, two builds from empty state (different
+// roots, so nothing is shared) give the same manifest digest.
+func TestBuildReproducible(t *testing.T) {
+	needRoot(t)
+	e := engine{name: "embedded", env: []string{"BUILDKIT_HOST=", "SOURCE_DATE_EPOCH=1700000000"}}
+	ctx := filepath.Join(examplesDir(t), "rootfs")
+	a, r := build(t, e, t.TempDir(), "-t", "repro:v1", ctx)
+	b, _ := build(t, e, t.TempDir(), "-t", "repro:v1", ctx)
+	assert.Equal(t, a.Digest, b.Digest, r)
+}
