@@ -261,3 +261,39 @@ func layerFiles(t *testing.T, s *store.Store, ref string) map[string]string {
 	}
 	return out
 }
+
+func TestBuildMultiPlatformThroughBuildKit(t *testing.T) {
+	needRoot(t)
+	e, err := buildkit.Connect(context.Background(), "", buildkit.DaemonOptions{Root: t.TempDir()}, nil)
+	require.NoError(t, err)
+	defer e.Close()
+	images := openStore(t)
+	ctxDir := t.TempDir()
+	writeFiles(t, ctxDir, map[string]string{
+		"Kubefile": "FROM scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH org.opencontainers.image.title=multi\nCOPY bin-${TARGETARCH} /bin/tool\n",
+		"bin-amd64": "amd64 tool",
+		"bin-arm64": "arm64 tool",
+	})
+	var out bytes.Buffer
+	res, err := e.Build(context.Background(), buildkit.BuildOptions{
+		ContextDir: ctxDir, File: filepath.Join(ctxDir, "Kubefile"), Store: images,
+		Tags: []string{"docker.io/library/multi:v1"}, Platforms: []string{"linux/amd64", "linux/arm64"},
+		Frontend: frontend.Build, Progress: "plain", ProgressOut: &out,
+	})
+	require.NoError(t, err, out.String())
+	require.Equal(t, ocispecs.MediaTypeImageIndex, res.Descriptor.MediaType)
+	var idx ocispecs.Index
+	readJSON(t, images.Dir(), res.Descriptor.Digest, &idx)
+	require.Len(t, idx.Manifests, 2)
+	for _, d := range idx.Manifests {
+		require.NotNil(t, d.Platform)
+		var m ocispecs.Manifest
+		readJSON(t, images.Dir(), d.Digest, &m)
+		var cfg ocispecs.Image
+		readJSON(t, images.Dir(), m.Config.Digest, &cfg)
+		assert.Equal(t, d.Platform.Architecture, cfg.Architecture)
+		assert.Equal(t, d.Platform.Architecture, cfg.Config.Labels["arch"])
+		assert.Equal(t, "multi", m.Annotations[ocispecs.AnnotationTitle], "annotations reach every manifest")
+		assert.NotEmpty(t, m.Annotations[ocispecs.AnnotationCreated])
+	}
+}

@@ -383,6 +383,31 @@ func TestConvertErrors(t *testing.T) {
 	}
 }
 
+func TestArgEnvPrecedence(t *testing.T) {
+	base := &dockerspec.DockerOCIImage{}
+	base.Config.Env = []string{"FROM_BASE=base"}
+	res, err := convert(t, `FROM img
+ARG FROM_BASE=arg
+ARG V=default
+ARG GIVEN=default
+LABEL a=$FROM_BASE v=$V given=$GIVEN
+ENV V=env
+LABEL v2=$V
+RUN echo
+`, ConvertOptions{Images: images{"img": base}, BuildArgs: map[string]string{"GIVEN": "flag"}})
+	require.NoError(t, err)
+	l := res.Image.Config.Labels
+	assert.Equal(t, "base", l["a"], "an inherited ENV wins over an ARG")
+	assert.Equal(t, "default", l["v"])
+	assert.Equal(t, "flag", l["given"], "--build-arg wins over the default")
+	assert.Equal(t, "env", l["v2"], "ENV hides the ARG")
+	run := marshal(t, res.State).execs()[0].Meta.Env
+	assert.Contains(t, run, "V=env")
+	assert.Contains(t, run, "GIVEN=flag")
+	assert.Contains(t, run, "FROM_BASE=base")
+	assert.NotContains(t, run, "FROM_BASE=arg")
+}
+
 func TestPredefinedPlatformArgs(t *testing.T) {
 	arm := ocispecs.Platform{OS: "linux", Architecture: "arm64"}
 	res, err := convert(t, "ARG TARGETARCH\nFROM scratch\nARG TARGETARCH\nARG BUILDARCH\nLABEL arch=$TARGETARCH build=$BUILDARCH\n", ConvertOptions{TargetPlatform: &arm})
