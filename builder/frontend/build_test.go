@@ -270,7 +270,7 @@ func TestBuildMultiPlatformThroughBuildKit(t *testing.T) {
 	images := openStore(t)
 	ctxDir := t.TempDir()
 	writeFiles(t, ctxDir, map[string]string{
-		"Kubefile": "FROM scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH org.opencontainers.image.title=multi\nCOPY bin-${TARGETARCH} /bin/tool\n",
+		"Kubefile":  "FROM scratch\nARG TARGETARCH\nLABEL arch=$TARGETARCH org.opencontainers.image.title=multi\nCOPY bin-${TARGETARCH} /bin/tool\n",
 		"bin-amd64": "amd64 tool",
 		"bin-arm64": "arm64 tool",
 	})
