@@ -76,7 +76,7 @@ func (s *Store) saveOCI(ctx context.Context, w io.Writer, refs []string) error {
 	for _, ref := range refs {
 		m, err := s.match(idx, ref)
 		if err != nil {
-			return fmt.Errorf("save %s: %w", ref, err)
+			return fmt.Errorf("save: %w", err)
 		}
 		d := m.desc
 		d.Annotations = maps.Clone(d.Annotations)
@@ -206,7 +206,7 @@ func (s *Store) saveDocker(ctx context.Context, w io.Writer, refs []string) erro
 	for _, ref := range refs {
 		m, err := s.match(idx, ref)
 		if err != nil {
-			return fmt.Errorf("save %s: %w", ref, err)
+			return fmt.Errorf("save: %w", err)
 		}
 		img, err := s.imageFor(m.desc)
 		if err != nil {

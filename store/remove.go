@@ -106,7 +106,7 @@ func (s *Store) RemoveImages(ctx context.Context, opts RemoveOptions, refs ...st
 			return true, nil
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", ref, err))
+			errs = append(errs, fmt.Errorf("remove: %w", err))
 			continue
 		}
 		rep.Untagged = append(rep.Untagged, untagged...)

@@ -293,7 +293,7 @@ func (s *Store) Tag(ctx context.Context, src, dst string) error {
 	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
 		m, err := s.match(idx, src)
 		if err != nil {
-			return false, fmt.Errorf("tag %s: %w", src, err)
+			return false, fmt.Errorf("tag: %w", err)
 		}
 		setEntry(idx, m.desc, r)
 		return true, nil

@@ -58,7 +58,7 @@ FILE is written to a temporary name and renamed when complete.`,
 func saveToFile(cmd *cobra.Command, st *store.Store, file, format string, refs []string) error {
 	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("save: %w", err)
+		return fmt.Errorf("save: cannot write %s: %w", file, err)
 	}
 	defer os.Remove(f.Name())
 	var w io.Writer = f
