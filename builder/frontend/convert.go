@@ -6,6 +6,14 @@
 // the build options from the frontend attributes (the same ones as BuildKit's Dockerfile
 // frontend: filename, build-arg:*, label:*, target, platform, context:*, no-cache), so it
 // runs in-process through client.Build, or as a gateway frontend.
+//
+// Typical use by `sealos build`:
+//
+//	f, err := kubefile.ParseFile(path)          // parse errors early, with file:line
+//	res, err := engine.Build(ctx, buildkit.BuildOptions{..., Frontend: frontend.BuildFunc(frontend.Options{File: f})})
+//	if err != nil {
+//		return frontend.Locate(err)            // "Kubefile:5: RUN: process ... exit code: 3"
+//	}
 package frontend
 
 import (
