@@ -102,6 +102,12 @@ func (c Config) suffix() string {
 	return ""
 }
 
+// namespace is the hub's mirror namespace of a registry (registry/server.Namespace): the
+// path prefix the containers tools ask for.
+func namespace(registry string) string {
+	return strings.ToLower(strings.ReplaceAll(registry, ":", "_"))
+}
+
 // upstreamServer is the server line of a registry: where pulls go when no host answers.
 func upstreamServer(registry string) string {
 	if registry == "docker.io" {
@@ -158,11 +164,11 @@ func RegistriesConf(c Config) ([]byte, error) {
 	for _, r := range c.registries() {
 		if c.NoFallback {
 			// the hub is the registry's only location: no fallback to the internet.
-			fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\ninsecure = %t\n", strconv.Quote(r), strconv.Quote(c.Hub+"/"+r), insecure)
+			fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\ninsecure = %t\n", strconv.Quote(r), strconv.Quote(c.Hub+"/"+namespace(r)), insecure)
 			continue
 		}
 		fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\n", strconv.Quote(r), strconv.Quote(r))
-		fmt.Fprintf(&b, "\n[[registry.mirror]]\nlocation = %s\ninsecure = %t\n", strconv.Quote(c.Hub+"/"+r), insecure)
+		fmt.Fprintf(&b, "\n[[registry.mirror]]\nlocation = %s\ninsecure = %t\n", strconv.Quote(c.Hub+"/"+namespace(r)), insecure)
 	}
 	fmt.Fprintf(&b, "\n[[registry]]\nlocation = %s\ninsecure = %t\n", strconv.Quote(c.Hub), insecure)
 	return b.Bytes(), nil

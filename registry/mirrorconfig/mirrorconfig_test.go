@@ -85,7 +85,16 @@ func TestRegistriesConf(t *testing.T) {
 	assert.True(t, r.Registry[0].Mirror[0].Insecure)
 	assert.Equal(t, "sealos.hub:5000", r.Registry[2].Location)
 
-	b, err := RegistriesConf(Config{Hub: "h:5000", Registries: []string{"docker.io"}, NoFallback: true, HTTPS: true})
+	// a registry with a port: the hub's namespace has "_" for ":"
+	b, err := RegistriesConf(Config{Hub: "h:5000", Registries: []string{"myreg:5000"}})
+	require.NoError(t, err)
+	r = registriesFile{}
+	_, err = toml.Decode(string(b), &r)
+	require.NoError(t, err)
+	assert.Equal(t, "myreg:5000", r.Registry[0].Prefix)
+	assert.Equal(t, "h:5000/myreg_5000", r.Registry[0].Mirror[0].Location)
+
+	b, err = RegistriesConf(Config{Hub: "h:5000", Registries: []string{"docker.io"}, NoFallback: true, HTTPS: true})
 	require.NoError(t, err)
 	r = registriesFile{}
 	_, err = toml.Decode(string(b), &r)

@@ -15,7 +15,7 @@ package server
 //     registry configured with Config.Mirrors.
 //
 // Where content lives: the mirror namespace of registry N for repository R is the hub's
-// repository "N/R" (docker.io/library/nginx), distinct from the site's own "R"
+// repository "N/R" (docker.io/library/nginx; a port's colon becomes "_", see Namespace), distinct from the site's own "R"
 // (library/nginx, e.g. pushed by the site or loaded from a cluster image's registry/). So a
 // cached upstream image never collides with a local push of the same name, and content can
 // also be put into the mirror namespace ahead of time (`sealos registry sync SRC
@@ -92,10 +92,18 @@ const (
 )
 
 type mirror struct {
-	s         *Server
-	ttl       time.Duration
-	upstreams map[string]*upstream // by registry name; nil value: namespace without upstream
-	flight    singleflight.Group
+	s          *Server
+	ttl        time.Duration
+	upstreams  map[string]*upstream // by registry name; nil value: namespace without upstream
+	namespaces map[string]string    // Namespace(registry) -> registry, for path prefixes
+	flight     singleflight.Group
+}
+
+// Namespace is the first path element of registry's mirror namespace in the hub: the
+// registry name, with the colon of a port as "_" (myreg:5000 -> myreg_5000), since
+// repository names cannot hold a colon.
+func Namespace(registry string) string {
+	return strings.ToLower(strings.ReplaceAll(registry, ":", "_"))
 }
 
 type upstream struct {
@@ -109,7 +117,7 @@ type upstream struct {
 }
 
 func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTripper) (*mirror, error) {
-	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}}
+	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}}
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
@@ -117,6 +125,7 @@ func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTrip
 		if _, dup := m.upstreams[mr.Registry]; dup {
 			return nil, fmt.Errorf("registry server: mirror %s given twice", mr.Registry)
 		}
+		m.namespaces[Namespace(mr.Registry)] = mr.Registry
 		if mr.URL == "" {
 			m.upstreams[mr.Registry] = nil
 			continue
@@ -162,13 +171,14 @@ func (m *mirror) route(r *http.Request) *http.Request {
 	var internal, local string
 	switch {
 	case ns != "":
-		internal, local = ns+"/"+repo, repo
+		internal, local = Namespace(ns)+"/"+repo, repo
 	default:
 		first, rest, ok := strings.Cut(repo, "/")
-		if _, known := m.upstreams[first]; !ok || !known || rest == "" {
+		reg, known := m.namespaces[first]
+		if !ok || !known || rest == "" {
 			return r
 		}
-		ns, internal, local = first, repo, rest
+		ns, internal, local = reg, repo, rest
 	}
 	up := m.upstreams[ns]
 	ctx := r.Context()

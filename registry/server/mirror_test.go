@@ -280,3 +280,21 @@ func TestParseMirror(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+// A registry with a port (myreg:5000) has the namespace myreg_5000: repository names
+// cannot hold a colon.
+func TestMirrorRegistryWithPort(t *testing.T) {
+	up := newCountingHub(t)
+	want := pushTo(t, up.host+"/team/app:v1", randomImg(t, 1))
+	_, ts := newTestServer(t, Config{Mirrors: []Mirror{{Registry: "myreg:5000", URL: up.url}}})
+	site := strings.TrimPrefix(ts.URL, "http://")
+
+	got, err := pullAll(t, site+"/team/app:v1", remote.WithTransport(nsTransport{ns: "myreg:5000"}))
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	up.ts.Close()
+	got, err = pullAll(t, site+"/myreg_5000/team/app:v1")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, "myreg_5000", Namespace("myreg:5000"))
+}
