@@ -297,3 +297,26 @@ func TestBuildMultiPlatformThroughBuildKit(t *testing.T) {
 		assert.NotEmpty(t, m.Annotations[ocispecs.AnnotationCreated])
 	}
 }
+
+func TestReproducibleWithSourceDateEpoch(t *testing.T) {
+	needRoot(t)
+	ctxDir := t.TempDir()
+	writeFiles(t, ctxDir, map[string]string{
+		"Kubefile":         "FROM scratch\nLABEL sealos.io.type=application\nCOPY manifests manifests\nCMD [\"kubectl apply -f manifests\"]\n",
+		"manifests/a.yaml": "kind: ConfigMap\n",
+	})
+	var digests []digest.Digest
+	for range 2 {
+		// A fresh engine and store each time: nothing comes from a cache.
+		e, err := buildkit.Connect(context.Background(), "", buildkit.DaemonOptions{Root: t.TempDir()}, nil)
+		require.NoError(t, err)
+		b, err := build(t, e, openStore(t), ctxDir, buildkit.BuildOptions{
+			Tags:      []string{"docker.io/library/repro:v1"},
+			BuildArgs: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"},
+		})
+		require.NoError(t, e.Close())
+		require.NoError(t, err, b.out)
+		digests = append(digests, b.desc.Digest)
+	}
+	assert.Equal(t, digests[0], digests[1])
+}
