@@ -1,23 +1,35 @@
 // Package store is the local image store: one OCI image layout under <root>/store whose
-// blobs are shared by every image, with tags kept in index.json.
+// blobs are shared by every image, with names kept in index.json.
 //
-// The layout is compatible with BuildKit's client/ociindex, so BuildKit's OCI exporter
-// can write straight into Dir(): every image is a descriptor in index.json annotated with
-// io.containerd.image.name (the full normalized reference, e.g. docker.io/library/app:v1)
-// and org.opencontainers.image.ref.name (the tag).
+// Layout: every image (or multi-platform index) is a descriptor in index.json annotated
+// with io.containerd.image.name (the full normalized reference, e.g.
+// docker.io/library/app:v1) and org.opencontainers.image.ref.name (the tag), as
+// BuildKit's client/ociindex, containerd and skopeo expect. Our own state lives in
+// .sealos/ (lock files, temporary files), which OCI readers ignore.
 //
 // Concurrency: any number of goroutines and processes may use one store at once.
 //   - index.json is only ever replaced by an atomic rename of a fully written, fsynced
-//     temporary file, while holding two exclusive flocks: .sealos/index.lock (ours, never
-//     deleted, so sealos processes always exclude each other) and index.json.lock
-//     (BuildKit's lock file, so a BuildKit export into the store never interleaves with
-//     ours). The index is re-read under the locks, so no update is ever lost.
+//     temporary file, re-read and changed while holding two exclusive flocks:
+//     .sealos/index.lock (ours, never deleted, so sealos processes always exclude each
+//     other) and index.json.lock (BuildKit's lock file, so BuildKit's ociindex never
+//     interleaves with us). BuildKit deletes index.json.lock after each use; we check the
+//     path still names the file we locked, after locking and again just before the rename,
+//     and start over if not, so no update is lost.
 //   - Blobs are written to .sealos/tmp, digest-verified, fsynced and only then renamed into
-//     blobs/sha256, so a crash never leaves a bad blob visible.
+//     blobs/sha256, so a crash never leaves a bad blob visible; GC deletes temporaries
+//     left by crashed writers after an hour.
 //   - Writers hold a shared lease (.sealos/gc.lock) from their first blob to their index
 //     update; garbage collection (after Remove) takes it exclusively, so it never deletes
-//     the blobs of an image that is being written. Code that writes into Dir() by other
-//     means (a BuildKit export) or reads blobs for a long time should hold Lease too.
+//     the blobs of an image that is being written.
+//
+// Writing into Dir() from BuildKit: export with an OutputStore (containerd's local content
+// store over Dir()) while holding Lease, then name the result with TagDescriptor. Letting
+// BuildKit's client update index.json itself (OutputDir) works too, but its non-blocking
+// lock makes the export fail while another process updates the index, and it rewrites
+// index.json in place (readers retry torn reads).
+//
+// Readers: an Image or ImageIndex reads blobs lazily; hold a Lease while reading them for
+// long (apply, save) so that a concurrent rmi cannot delete them underneath.
 package store
 
 import (
