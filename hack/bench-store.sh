@@ -5,7 +5,7 @@
 #           (sealos load  vs  buildah pull oci-archive:)
 #   save    that image to an oci-archive and to a docker-archive
 #           (sealos save  vs  buildah push IMAGE oci-archive:/docker-archive:)
-#   images  list a store of that image plus 200 small ones
+#   images  list a store of that image plus 100 small ones
 #           (sealos images  vs  buildah images)
 # Prints seconds for each tool and the ratio (buildah / sealos: > 1 means sealos is faster).
 #
@@ -71,16 +71,16 @@ timeit s "${S[@]}" save -o "$WORK/s-docker.tar" --format docker-archive "$REF"
 timeit b "${BUILDAH[@]}" push -q "$REF" "docker-archive:$WORK/b-docker.tar:$REF"
 row "save docker-archive" "$s" "$b"
 
-# Both stores get the same 200 small images (from one oci-archive), then list.
-"$WORK/benchdata" -out "$WORK/small" -images "$(for i in $(seq 200); do printf 's%d=1x4KiB,' "$i"; done | sed 's/,$//')" >/dev/null
-for i in $(seq 200); do
+# Both stores get the same 100 small images (from one oci-archive), then list.
+"$WORK/benchdata" -out "$WORK/small" -images "$(for i in $(seq 100); do printf 's%d=1x4KiB,' "$i"; done | sed 's/,$//')" >/dev/null
+for i in $(seq 100); do
 	skopeo copy -q "oci:$WORK/small/s$i" "oci-archive:$WORK/small-$i.tar:docker.io/bench/s$i:v1"
 	"${S[@]}" load -i "$WORK/small-$i.tar" >/dev/null
 	"${BUILDAH[@]}" pull -q "oci-archive:$WORK/small-$i.tar" >/dev/null
 done
 timeit s "${S[@]}" images
 timeit b "${BUILDAH[@]}" images
-row "images (201 images)" "$s" "$b"
+row "images (101 images)" "$s" "$b"
 
 echo
 echo "== summary (seconds; ratio = buildah / sealos, > 1 means sealos is faster)"
