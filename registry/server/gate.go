@@ -16,16 +16,22 @@ import (
 // across processes: a hub holds a shared flock on lockFile while any write request runs,
 // a collector holds it exclusively while it marks and sweeps, and bumps genFile when done
 // so running hubs drop their blob descriptor caches.
+//
+// A collector first takes intentFile exclusively: new writes wait while it is held, so
+// the collector gets its turn as soon as the writes in flight finish, however busy the
+// hub is.
 const (
-	lockFile = ".sealos-gc.lock"
-	genFile  = ".sealos-gc.gen"
+	lockFile   = ".sealos-gc.lock"
+	intentFile = ".sealos-gc.intent"
+	genFile    = ".sealos-gc.gen"
 )
 
 type writeGate struct {
-	root string
-	mu   sync.Mutex
-	n    int
-	f    *os.File
+	root   string
+	mu     sync.Mutex
+	n      int
+	f      *os.File
+	intent *os.File
 }
 
 func openWriteGate(root string) (*writeGate, error) {
@@ -33,11 +39,29 @@ func openWriteGate(root string) (*writeGate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open gc lock: %w", err)
 	}
-	return &writeGate{root: root, f: f}, nil
+	intent, err := os.OpenFile(filepath.Join(root, intentFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open gc lock: %w", err)
+	}
+	return &writeGate{root: root, f: f, intent: intent}, nil
 }
 
-// enter waits until no collection runs and registers a write in flight.
+// waitNoIntent waits while a collector has announced itself.
+func (g *writeGate) waitNoIntent(ctx context.Context) error {
+	// a probe: take and drop a shared lock (other goroutines probing the same file
+	// description at once can only make the probe pessimistic, never wrong for long)
+	if err := flockWait(ctx, g.intent, syscall.LOCK_SH); err != nil {
+		return err
+	}
+	return syscall.Flock(int(g.intent.Fd()), syscall.LOCK_UN)
+}
+
+// enter waits until no collection runs or waits to run, and registers a write in flight.
 func (g *writeGate) enter(ctx context.Context) error {
+	if err := g.waitNoIntent(ctx); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.n == 0 {
@@ -58,7 +82,7 @@ func (g *writeGate) leave() {
 	}
 }
 
-func (g *writeGate) close() error { return g.f.Close() }
+func (g *writeGate) close() error { return errors.Join(g.f.Close(), g.intent.Close()) }
 
 // generation is the content of the generation file ("" if none).
 func (g *writeGate) generation() string {
@@ -92,18 +116,28 @@ func flockWait(ctx context.Context, f *os.File, how int) error {
 }
 
 // gcLock fences a garbage collection of root against every hub serving it.
-type gcLock struct{ f *os.File }
+type gcLock struct{ f, intent *os.File }
 
 func lockForGC(ctx context.Context, root string) (*gcLock, error) {
-	f, err := os.OpenFile(filepath.Join(root, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	intent, err := os.OpenFile(filepath.Join(root, intentFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open gc lock: %w", err)
 	}
-	if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil {
-		f.Close()
+	if err := flockWait(ctx, intent, syscall.LOCK_EX); err != nil { // new writes now wait
+		intent.Close()
 		return nil, err
 	}
-	return &gcLock{f: f}, nil
+	f, err := os.OpenFile(filepath.Join(root, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		intent.Close()
+		return nil, fmt.Errorf("open gc lock: %w", err)
+	}
+	if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil { // writes in flight are done
+		f.Close()
+		intent.Close()
+		return nil, err
+	}
+	return &gcLock{f: f, intent: intent}, nil
 }
 
 // unlock bumps the generation (so hubs drop caches) and releases the lock.
@@ -116,5 +150,5 @@ func (l *gcLock) unlock(root string, changed bool) error {
 			err = os.Rename(tmp, filepath.Join(root, genFile))
 		}
 	}
-	return errors.Join(err, l.f.Close())
+	return errors.Join(err, l.f.Close(), l.intent.Close())
 }

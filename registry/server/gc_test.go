@@ -221,3 +221,46 @@ func TestGCConcurrentPushes(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestGCUnderConstantWrites: a collection from outside the hub gets its turn even when
+// the hub is never without a write in flight.
+func TestGCUnderConstantWrites(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	h.pushBlob("busy", []byte("seed")) // the storage tree exists
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var pushes sync.Map
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b := randomBytes(64 << 10)
+				if err := pushRaw(ts.URL, fmt.Sprintf("busy/w%d", w), b); err != nil {
+					t.Error(err)
+					return
+				}
+				pushes.Store(digest.FromBytes(b), w)
+			}
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		_, err := CollectGarbage(context.Background(), dir, GCOptions{KeepRecent: time.Hour})
+		require.NoError(t, err)
+	}
+	close(stop)
+	wg.Wait()
+	// every blob pushed is there (recent blobs are kept)
+	pushes.Range(func(k, v any) bool {
+		d := k.(digest.Digest)
+		assert.Equal(t, http.StatusOK, h.do("HEAD", fmt.Sprintf("/v2/busy/w%d/blobs/%s", v.(int), d), nil, nil).status)
+		return true
+	})
+}
