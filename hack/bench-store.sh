@@ -71,7 +71,7 @@ timeit s "${S[@]}" save -o "$WORK/s-docker.tar" --format docker-archive "$REF"
 timeit b "${BUILDAH[@]}" push -q "$REF" "docker-archive:$WORK/b-docker.tar:$REF"
 row "save docker-archive" "$s" "$b"
 
-# Both stores get the same 100 small images (from one oci-archive), then list.
+# Both stores get the same 100 small images (one oci-archive each), then list.
 "$WORK/benchdata" -out "$WORK/small" -images "$(for i in $(seq 100); do printf 's%d=1x4KiB,' "$i"; done | sed 's/,$//')" >/dev/null
 for i in $(seq 100); do
 	skopeo copy -q "oci:$WORK/small/s$i" "oci-archive:$WORK/small-$i.tar:docker.io/bench/s$i:v1"

@@ -114,3 +114,28 @@ func TestIndexSurvivesForeignInPlaceWrites(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, bd, d.Digest)
 }
+
+// BuildKit's ociindex deletes index.json.lock after unlocking it; if that happens while we
+// hold the lock, another BuildKit writer could take a new lock file and write index.json
+// at the same time, so the update must start over under the new lock.
+func TestUpdateRetriesWhenBuildKitLockFileIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	img := randomImage(t, 100, 1)
+	desc, err := s.writeImageBlobs(ctx, img)
+	require.NoError(t, err)
+	calls := 0
+	r, _ := ParseRef("app:v1")
+	require.NoError(t, s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		calls++
+		if calls == 1 {
+			require.NoError(t, os.Remove(filepath.Join(s.Dir(), "index.json.lock")))
+		}
+		setEntry(idx, desc, r)
+		return true, nil
+	}))
+	assert.Equal(t, 2, calls)
+	got, err := s.Image(ctx, "app:v1")
+	require.NoError(t, err)
+	require.NoError(t, validateImage(got))
+}
