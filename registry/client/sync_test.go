@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -17,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/registry/server"
@@ -445,4 +449,29 @@ func TestSyncWithoutCatalog(t *testing.T) {
 	got, ok := headDigest(t, dst+"/app/db:v1")
 	require.True(t, ok)
 	assert.Equal(t, want["app/db:v1"], got)
+}
+
+func TestSyncToAuthenticatedHub(t *testing.T) {
+	src := startHub(t, server.Config{}, nil)
+	want := seedSource(t, src)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, os.WriteFile(htpasswd, []byte("sync:"+string(hash)+"\n"), 0o600))
+	dst := startHub(t, server.Config{Htpasswd: htpasswd}, nil)
+
+	rep, err := client.Sync(context.Background(), src, dst, client.SyncOptions{Repos: []string{"app/db"}}, client.WithRetry(0, 0))
+	require.NoError(t, err)
+	require.Error(t, rep.Err(), "no credentials")
+	assert.Contains(t, rep.Images[0].Error, "401")
+	rep, err = client.Sync(context.Background(), src, dst, client.SyncOptions{Repos: []string{"app/db"}},
+		client.WithAuth(&authn.Basic{Username: "sync", Password: "s3cret"}))
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	assert.Equal(t, 1, rep.Copied)
+	r, err := name.ParseReference(dst + "/app/db:v1")
+	require.NoError(t, err)
+	d, err := remote.Head(r, remote.WithAuth(&authn.Basic{Username: "sync", Password: "s3cret"}))
+	require.NoError(t, err)
+	assert.Equal(t, want["app/db:v1"], d.Digest)
 }
