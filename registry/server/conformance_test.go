@@ -669,3 +669,21 @@ func TestBlobServing(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadContentTypes: upload bodies are taken as bytes whatever their Content-Type.
+func TestUploadContentTypes(t *testing.T) {
+	_, ts := newTestServer(t, Config{})
+	h := &hub{t: t, url: ts.URL}
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/vnd.oci.image.layer.v1.tar+gzip"} {
+		b := []byte("a=1&b=2&digest=sha256:" + strings.Repeat("0", 64) + ct)
+		d := digest.FromBytes(b)
+		r := h.do("POST", "/v2/ct/blobs/uploads/", nil, nil)
+		require.Equal(t, http.StatusAccepted, r.status)
+		r = h.do("PATCH", h.location(r), map[string]string{"Content-Type": ct}, b[:10])
+		require.Equal(t, http.StatusAccepted, r.status, ct+": "+string(r.body))
+		r = h.do("PUT", withQuery(h.location(r), "digest="+d.String()), map[string]string{"Content-Type": ct}, b[10:])
+		require.Equal(t, http.StatusCreated, r.status, ct+": "+string(r.body))
+		r = h.do("GET", "/v2/ct/blobs/"+d.String(), nil, nil)
+		assert.Equal(t, b, r.body, ct)
+	}
+}

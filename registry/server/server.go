@@ -363,6 +363,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if uploadPath.MatchString(r.URL.Path) && r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		// upload bodies are bytes whatever a client calls them; distribution refuses other
+		// types with a 500, and would read a form-encoded body as a form.
+		if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+			r.Header.Set("Content-Type", "application/octet-stream")
+		}
+	}
 	if m := blobPath.FindStringSubmatch(r.URL.Path); m != nil && s.serveBlobFast(lw, r, m[1], m[2]) {
 		return
 	}
