@@ -266,7 +266,7 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 		})
 	}
 	res.Fetched, res.Reused = s.fetched.Load(), s.reused.Load()
-	s.log.Info("saved images", "images", len(res.Images), "fetched", res.Fetched, "reused", res.Reused, "elapsed", time.Since(start).Round(time.Millisecond))
+	s.log.Debug("saved images", "images", len(res.Images), "fetched", res.Fetched, "reused", res.Reused, "elapsed", time.Since(start).Round(time.Millisecond))
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}

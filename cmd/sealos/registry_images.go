@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,30 +49,35 @@ line (name), or a JSON array of {image, name, sources: [{file, reason}]} (json).
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			switch output {
-			case "json":
-				if imgs == nil {
-					imgs = []detect.Image{}
-				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(imgs)
-			case "name":
-				for _, i := range imgs {
-					fmt.Fprintln(out, i.Ref)
-				}
-			default:
-				for _, i := range imgs {
-					fmt.Fprintln(out, i.Ref)
-					for _, s := range i.Sources {
-						fmt.Fprintf(out, "    %s: %s\n", s.File, s.Reason)
-					}
-				}
-			}
-			return nil
+			return printDetectedImages(cmd.OutOrStdout(), imgs, output)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, name or json")
 	return cmd
+}
+
+// printDetectedImages prints images as text (each with the files that named it and why),
+// name (one reference per line) or json.
+func printDetectedImages(out io.Writer, imgs []detect.Image, output string) error {
+	switch output {
+	case "json":
+		if imgs == nil {
+			imgs = []detect.Image{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(imgs)
+	case "name":
+		for _, i := range imgs {
+			fmt.Fprintln(out, i.Ref)
+		}
+	default:
+		for _, i := range imgs {
+			fmt.Fprintln(out, i.Ref)
+			for _, s := range i.Sources {
+				fmt.Fprintf(out, "    %s: %s\n", s.File, s.Reason)
+			}
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-image/sealos/builder/detect"
+	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
+	"github.com/cluster-image/sealos/imagespec"
 )
 
 func init() { addRegistryCommand(newRegistrySaveCmd) }
@@ -100,6 +103,7 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 		Jobs:        o.jobs,
 	})
 	if res != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "saved %d images into %s (%s fetched, %s reused)\n", len(res.Images), dir, saveMB(res.Fetched), saveMB(res.Reused))
 		out := cmd.OutOrStdout()
 		if o.output == "json" {
 			enc := json.NewEncoder(out)
@@ -138,3 +142,77 @@ func saveParsePlatforms(specs []string) ([]v1.Platform, error) {
 	}
 	return out, nil
 }
+
+// buildImagesOnly is `sealos build --images-only`: list what the context needs and why.
+func buildImagesOnly(cmd *cobra.Command, contextDir, output string) error {
+	imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{})
+	if err != nil {
+		return err
+	}
+	return printDetectedImages(cmd.OutOrStdout(), imgs, output)
+}
+
+// buildSaveImages is the --save-image step of `sealos build`: it saves the images the
+// context needs into CONTEXT/registry (for the build's platforms) and returns the manifest
+// annotations that record them (imagespec.AnnotationImages). When the Kubefile never copies
+// registry/ from the context, the images could not be embedded: nothing is pulled, and a
+// warning says what the image will lack.
+func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []string, kf *kubefile.File) (map[string]string, error) {
+	if !kubefileCopiesRegistry(kf) {
+		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{})
+		if err == nil && len(imgs) > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: the context names %d container images (see 'sealos registry images %s') but %s never copies registry/, so they are not saved into the image; add 'COPY registry registry' to embed them\n", len(imgs), contextDir, kf.Name)
+		}
+		return nil, nil
+	}
+	var specs []string
+	for _, p := range platformSpecs {
+		specs = append(specs, strings.Split(p, ",")...)
+	}
+	platforms, err := saveParsePlatforms(specs)
+	if err != nil {
+		return nil, err
+	}
+	_, res, err := save.Context(cmd.Context(), contextDir, save.Options{
+		CacheDir:  filepath.Join(global.root, "cache"),
+		Platforms: platforms,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Images) == 0 {
+		return nil, nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "saved %d images into %s (%s fetched, %s reused)\n", len(res.Images), filepath.Join(contextDir, "registry"), saveMB(res.Fetched), saveMB(res.Reused))
+	return map[string]string{imagespec.AnnotationImages: res.Refs()}, nil
+}
+
+// kubefileCopiesRegistry tells whether some COPY or ADD of kf takes registry/ (or the whole
+// context) from the build context. A source with variables counts as copying it.
+func kubefileCopiesRegistry(kf *kubefile.File) bool {
+	for _, st := range kf.Stages {
+		for _, c := range st.Commands {
+			cp, ok := c.(*kubefile.CopyCommand)
+			if !ok || cp.From != "" {
+				continue
+			}
+			for _, src := range cp.Sources {
+				if src.Heredoc != nil {
+					continue
+				}
+				p := strings.TrimPrefix(path.Clean("/"+strings.TrimSpace(src.Path)), "/")
+				if p == "" || p == "registry" || strings.HasPrefix(p, "registry/") || strings.Contains(p, "$") {
+					return true
+				}
+				if first, _, _ := strings.Cut(p, "/"); first != "registry" {
+					if ok, _ := path.Match(first, "registry"); ok {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func saveMB(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

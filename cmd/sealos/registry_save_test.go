@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cluster-image/sealos/builder/detect"
+	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
 )
 
@@ -147,4 +148,26 @@ spec:
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	assert.Equal(t, "web", entries[0].Name())
+}
+
+func TestKubefileCopiesRegistry(t *testing.T) {
+	for _, tc := range []struct {
+		kubefile string
+		want     bool
+	}{
+		{"FROM scratch\nCOPY registry registry\n", true},
+		{"FROM scratch\nCOPY ./registry/ /registry\n", true},
+		{"FROM scratch\nCOPY registry/docker registry/docker\n", true},
+		{"FROM scratch\nCOPY . .\n", true},
+		{"FROM scratch\nCOPY * ./\n", true},
+		{"FROM scratch\nCOPY manifests charts ./\nADD $DIR x\n", true},
+		{"FROM scratch\nCOPY manifests manifests\nCOPY charts charts\n", false},
+		{"FROM scratch AS a\nCOPY registry registry\nFROM scratch\nCOPY --from=a registry registry\n", true},
+		{"FROM scratch\nCOPY --from=other registry registry\n", false},
+		{"FROM scratch\nCOPY registry-tools bin\n", false},
+	} {
+		kf, err := kubefile.Parse("Kubefile", strings.NewReader(tc.kubefile))
+		require.NoError(t, err, tc.kubefile)
+		assert.Equal(t, tc.want, kubefileCopiesRegistry(kf), tc.kubefile)
+	}
 }
