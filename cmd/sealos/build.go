@@ -14,6 +14,7 @@ import (
 	"github.com/cluster-image/sealos/builder/buildkit"
 	"github.com/cluster-image/sealos/builder/frontend"
 	"github.com/cluster-image/sealos/builder/kubefile"
+	"github.com/cluster-image/sealos/imagespec"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -34,6 +35,8 @@ type buildFlags struct {
 	compressionLevel int
 	insecure         []string
 	output           string
+	saveImage        bool
+	imagesOnly       bool
 }
 
 func newBuildCmd() *cobra.Command {
@@ -80,6 +83,8 @@ The image reference and digest go to stdout (--output json for scripts); progres
 	fl.IntVar(&f.compressionLevel, "compression-level", 0, "compression level (default: 1 for zstd, the compressor's default for gzip)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, "reach this registry HOST:PORT over plain HTTP when pulling FROM images (repeatable; loopback always is)")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text or json")
+	fl.BoolVar(&f.saveImage, "save-image", true, "save the container images the context needs (charts/, manifests/, images/shim/; see 'sealos registry images') into CONTEXT/registry before building, when the Kubefile copies registry/, and record them in the image's "+imagespec.AnnotationImages+" annotation")
+	fl.BoolVar(&f.imagesOnly, "images-only", false, "only list the container images the context needs and why (--output json too), then exit")
 	return cmd
 }
 
@@ -129,6 +134,9 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("build context %s is not a directory", contextDir)
 	}
+	if f.imagesOnly {
+		return buildImagesOnly(cmd, contextDir, f.output)
+	}
 	file := f.file
 	if file == "" {
 		p, err := kubefile.FindKubefile(contextDir)
@@ -152,7 +160,12 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		return err
 	}
 
-	// Image detection and saving (builder/detect, builder/save) go here.
+	var annotations map[string]string
+	if f.saveImage {
+		if annotations, err = buildSaveImages(cmd, contextDir, f.platforms, kf); err != nil {
+			return err
+		}
+	}
 
 	t0 := time.Now()
 	engine, err := buildkit.Connect(ctx, f.addr, buildkit.DaemonOptions{
@@ -184,7 +197,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		CompressionLevel: f.compressionLevel,
 		Store:            st,
 		Frontend: frontend.BuildFunc(frontend.Options{
-			File: kf, Source: src, Filename: file,
+			File: kf, Source: src, Filename: file, Annotations: annotations,
 			Warn: func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
 		}),
 		Progress:    f.progress,
