@@ -384,6 +384,20 @@ func TestCatalogPagination(t *testing.T) {
 		next = linkNext(r.header.Get("Link"))
 	}
 	assert.Equal(t, want, got)
+
+	// more than the registry's maximum: fewer, not an error
+	r := h.do("GET", "/v2/_catalog?n=100000", nil, nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	var c cat
+	require.NoError(t, json.Unmarshal(r.body, &c))
+	assert.Equal(t, want, c.Repositories)
+	r = h.do("GET", "/v2/_catalog?n=-1", nil, nil)
+	assert.Equal(t, http.StatusBadRequest, r.status)
+	assert.Equal(t, "PAGINATION_NUMBER_INVALID", r.code())
+	r = h.do("GET", "/v2/_catalog?n=2&last=c/x/y", nil, nil)
+	c = cat{}
+	require.NoError(t, json.Unmarshal(r.body, &c))
+	assert.Equal(t, []string{"d", "e"}, c.Repositories)
 }
 
 func TestReferrers(t *testing.T) {

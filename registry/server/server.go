@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,6 +362,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if a := r.Header.Get("Accept"); a == "" || a == "*/*" {
 				r.Header.Set("Accept", allManifestTypes)
 			}
+		}
+	}
+	if r.URL.Path == "/v2/_catalog" {
+		// distribution refuses n above its maximum; the spec lets a registry return fewer
+		// (with a Link to the rest), so ask for the maximum instead.
+		q := r.URL.Query()
+		if n, err := strconv.Atoi(q.Get("n")); err == nil && n > s.distConf.Catalog.MaxEntries {
+			q.Set("n", strconv.Itoa(s.distConf.Catalog.MaxEntries))
+			r.URL.RawQuery = q.Encode()
 		}
 	}
 	if uploadPath.MatchString(r.URL.Path) && r.Method != http.MethodGet && r.Method != http.MethodDelete {
