@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -275,4 +276,26 @@ func TestMountSourcesFromTheStore(t *testing.T) {
 	mounts, err = client.MountSources(ctx, st, other)
 	require.NoError(t, err)
 	assert.Empty(t, mounts)
+}
+
+func TestTLSVerify(t *testing.T) {
+	srv, err := server.New(server.Config{RootDirectory: t.TempDir()})
+	require.NoError(t, err)
+	ts := httptest.NewTLSServer(srv.Handler()) // self-signed certificate
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	host := strings.TrimPrefix(ts.URL, "https://")
+	img, err := random.Image(4<<10, 1)
+	require.NoError(t, err)
+
+	_, err = client.Push(context.Background(), img, host+"/tls/app:v1", client.WithRetry(0, 0))
+	require.Error(t, err, "an unknown certificate is refused by default")
+	assert.Contains(t, err.Error(), "certificate")
+
+	desc, err := client.Push(context.Background(), img, host+"/tls/app:v1", client.WithTLSVerify(false))
+	require.NoError(t, err)
+	got, err := client.Image(context.Background(), host+"/tls/app:v1", client.WithTLSVerify(false))
+	require.NoError(t, err)
+	gd, err := got.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, desc.Digest, gd)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -327,6 +328,7 @@ func (o *options) retry(ctx context.Context, f func() error) error {
 		if err == nil || attempt >= o.retries || !transient(err) || ctx.Err() != nil {
 			return err
 		}
+		slog.Debug("retrying", "error", err, "attempt", attempt+1, "wait", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
