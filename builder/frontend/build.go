@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -21,6 +22,7 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/frontend/dockerui"
 	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/solver/errdefs"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -168,7 +170,7 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 		}
 		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), CacheImports: bc.CacheImports, Evaluate: true})
 		if err != nil {
-			return nil, Locate(err)
+			return nil, detach(err)
 		}
 		ref, err := r.SingleRef()
 		if err != nil {
@@ -329,4 +331,19 @@ func (g *gatewayImages) Image(ctx context.Context, ref string, platform ocispecs
 		return nil, err
 	}
 	return &Image{State: st, Config: &img, Digest: dg}, nil
+}
+
+// detach returns err located in the Kubefile, as a new error that keeps BuildKit's source
+// details but not its gRPC status: BuildKit would send the status's message back to the
+// client instead of ours.
+func detach(err error) error {
+	located := Locate(err)
+	if located == err {
+		return err
+	}
+	out := errors.New(located.Error())
+	if srcs := errdefs.Sources(err); len(srcs) > 0 {
+		return errdefs.WithSource(out, srcs[0])
+	}
+	return out
 }

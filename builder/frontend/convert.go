@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -842,14 +843,21 @@ type LocatedError struct {
 func (e *LocatedError) Error() string { return e.Loc.Error() }
 func (e *LocatedError) Unwrap() error { return e.Err }
 
-// rootMessage is the error text without the prefixes BuildKit's wrappers add.
+var notFound = regexp.MustCompile(`^failed to compute cache key: failed to calculate checksum of ref [^ ]+: "(.*)": not found$`)
+
+// rootMessage is the error text without the prefixes BuildKit's wrappers add, and with
+// its "checksum of ref" message for a missing COPY source said plainly.
 func rootMessage(err error) string {
 	msg := err.Error()
 	for {
 		rest, ok := strings.CutPrefix(msg, "failed to solve: ")
 		if !ok {
-			return msg
+			break
 		}
 		msg = rest
 	}
+	if m := notFound.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%q: not found in the build context (or the --from stage or image); check the path and .dockerignore", m[1])
+	}
+	return msg
 }
