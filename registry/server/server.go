@@ -1,10 +1,20 @@
 // Package server is the hub: an OCI distribution 1.1 registry built on distribution v3's
-// App (handlers.NewApp) with our own additions around it: the referrers API and the
-// OCI-Subject header, htpasswd authentication with cached verification, an access log,
-// writes fenced against garbage collection, and directory syncs after blobs are moved
-// into place.
+// App (handlers.NewApp) with our own additions around it:
 //
-// A Server is an http.Handler factory; the caller owns the listener:
+//   - the referrers API (GET /v2/<name>/referrers/<digest>, artifactType filter) and the
+//     OCI-Subject header, backed by an index kept in the storage (referrers.go);
+//   - htpasswd authentication with verified credentials cached, and an access log that
+//     never carries credentials (auth.go);
+//   - durability where distribution's filesystem driver lacks it, and less fsync where
+//     it is not needed (driver.go); blobs served from their file with sendfile
+//     (blobserve.go);
+//   - garbage collection that is safe against running hubs, also in other processes
+//     (gc.go, gate.go);
+//   - spec fixes around the App: NAME_INVALID/TAG_INVALID for paths its router does not
+//     match, single-POST uploads, catalog n above the maximum (routes.go, server.go);
+//   - mirror mode for pulls of other registries' images (mirror.go, Config.Mirrors).
+//
+// A Server is an http.Handler factory; the caller owns the listener (or uses Serve):
 //
 //	srv, err := server.New(server.Config{RootDirectory: dir})
 //	...
@@ -344,7 +354,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.refreshAfterGC()
 	app := s.app.Load()
 	if s.mirror != nil {
-		r = s.mirror.route(r) // a mirror pull, rewritten to the repository that answers it
+		// a mirror pull, rewritten to the repository that answers it (nil: answered)
+		if r = s.mirror.route(lw, r); r == nil {
+			return
+		}
 	}
 
 	if m := referrersPath.FindStringSubmatch(r.URL.Path); m != nil {
