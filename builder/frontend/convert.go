@@ -35,6 +35,7 @@ import (
 	"github.com/cluster-image/sealos/imagespec"
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -546,7 +547,7 @@ func (c *converter) run(st *stageState, cmd *kubefile.RunCommand) error {
 		if !cmd.PrependShell || len(args) != 1 {
 			return kubefile.Errorf(cmd, "heredocs need the shell form")
 		}
-		if h, _ := parseHeredoc(args[0]); h && len(cmd.Heredocs) == 1 {
+		if parser.MustParseHeredoc(args[0]) != nil && len(cmd.Heredocs) == 1 {
 			data := cmd.Heredocs[0].Content
 			if strings.HasPrefix(data, "#!") {
 				// A script with its own interpreter: mount it and run it.
@@ -612,11 +613,6 @@ func (c *converter) run(st *stageState, cmd *kubefile.RunCommand) error {
 	st.fs = st.fs.Run(opts...).Root()
 	c.history(st, cmd, false)
 	return nil
-}
-
-func parseHeredoc(s string) (bool, error) {
-	s = strings.TrimSpace(s)
-	return strings.HasPrefix(s, "<<") && !strings.ContainsAny(s, " \t"), nil
 }
 
 func (c *converter) copy(ctx context.Context, st *stageState, cmd *kubefile.CopyCommand) error {
