@@ -171,3 +171,42 @@ func TestKubefileCopiesRegistry(t *testing.T) {
 		assert.Equal(t, tc.want, kubefileCopiesRegistry(kf), tc.kubefile)
 	}
 }
+
+// TestBuildSavesImages builds a cluster image whose context names images: they are saved
+// into CONTEXT/registry before the build, embedded, and listed by `sealos inspect`.
+func TestBuildSavesImages(t *testing.T) {
+	bin := sealosBin(t)
+	if os.Geteuid() != 0 {
+		t.Skip("builds run on the embedded BuildKit, which needs root (CI runs as root)")
+	}
+	up := serveRegistryDir(t, bin, t.TempDir())
+	img, err := random.Image(16<<10, 1)
+	require.NoError(t, err)
+	ref, err := name.ParseReference(up + "/demo/web:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(ref, img))
+
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "manifests"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "manifests/web.yaml"), []byte(fmt.Sprintf(
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: web, image: %q}]\n", up+"/demo/web:v1")), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Kubefile"), []byte(
+		"FROM scratch\nCOPY manifests manifests\nCOPY registry registry\nCMD [\"kubectl apply -f manifests\"]\n"), 0o644))
+	root := t.TempDir()
+
+	r := mustSealos(t, nil, "", "--root", root, "build", "--images-only", "--output", "json", dir)
+	var imgs []detect.Image
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &imgs))
+	require.Len(t, imgs, 1)
+
+	mustSealos(t, nil, "", "--root", root, "build", "--progress", "quiet", "-t", "demo/app:v1", dir)
+	_, ok := save.Layout{Root: filepath.Join(dir, "registry")}.TagDigest("demo/web", "v1")
+	assert.True(t, ok, "image saved into the context")
+	r = mustSealos(t, nil, "", "--root", root, "inspect", "--format", `{{range .Images}}{{.}} {{end}}`, "demo/app:v1")
+	assert.Equal(t, up+"/demo/web:v1", strings.TrimSpace(r.stdout))
+
+	// --save-image=false: no annotation.
+	mustSealos(t, nil, "", "--root", root, "build", "--progress", "quiet", "--save-image=false", "-t", "demo/app:v2", dir)
+	r = mustSealos(t, nil, "", "--root", root, "inspect", "--format", `{{range .Images}}{{.}} {{end}}`, "demo/app:v2")
+	assert.Equal(t, "", strings.TrimSpace(r.stdout))
+}
