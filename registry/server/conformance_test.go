@@ -1,8 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"net/http"
 	"strconv"
 	"strings"
@@ -574,6 +578,26 @@ func TestDeleteDisabledAndReadOnly(t *testing.T) {
 	assert.Equal(t, "UNSUPPORTED", r.code())
 	r = h.do("PUT", "/v2/ro/manifests/v2", map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte("{}"))
 	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
+
+	// a read-only hub writes nothing into its directory (which may be read-only itself)
+	ro := t.TempDir()
+	require.NoError(t, os.CopyFS(ro, os.DirFS(filepath.Join(dir))))
+	require.NoError(t, os.Remove(filepath.Join(ro, lockFile)))
+	require.NoError(t, os.Remove(filepath.Join(ro, intentFile)))
+	before := countEntries(t, ro)
+	srv, ts2 := newTestServer(t, Config{RootDirectory: ro, ReadOnly: true})
+	h2 := &hub{t: t, url: ts2.URL}
+	assert.Equal(t, http.StatusOK, h2.do("GET", "/v2/ro/manifests/v1", nil, nil).status)
+	assert.Equal(t, http.StatusMethodNotAllowed, h2.do("DELETE", "/v2/ro/manifests/v1", nil, nil).status)
+	assert.Equal(t, before, countEntries(t, ro))
+	_, err := srv.CollectGarbage(context.Background(), GCOptions{})
+	assert.ErrorContains(t, err, "read-only")
+}
+
+func countEntries(t *testing.T, dir string) int {
+	n := 0
+	require.NoError(t, filepath.WalkDir(dir, func(string, fs.DirEntry, error) error { n++; return nil }))
+	return n
 }
 
 // TestLargeChunkedUpload crosses the upload writer's write-back threshold within and

@@ -84,9 +84,9 @@ func (g *writeGate) leave() {
 
 func (g *writeGate) close() error { return errors.Join(g.f.Close(), g.intent.Close()) }
 
-// generation is the content of the generation file ("" if none).
-func (g *writeGate) generation() string {
-	b, err := os.ReadFile(filepath.Join(g.root, genFile))
+// readGeneration is the content of the generation file of root ("" if none).
+func readGeneration(root string) string {
+	b, err := os.ReadFile(filepath.Join(root, genFile))
 	if err != nil {
 		return ""
 	}

@@ -75,6 +75,9 @@ func CollectGarbage(ctx context.Context, dir string, opts GCOptions) (GCResult, 
 // CollectGarbage collects the hub's own storage while it serves (see the package-level
 // CollectGarbage); the only way to collect an in-memory hub.
 func (s *Server) CollectGarbage(ctx context.Context, opts GCOptions) (GCResult, error) {
+	if s.cfg.ReadOnly && !opts.DryRun {
+		return GCResult{}, errors.New("gc: the hub is read-only")
+	}
 	s.inproc.Lock() // new writes wait; writes in flight finish first
 	defer s.inproc.Unlock()
 	var lock *gcLock
@@ -96,8 +99,8 @@ func (s *Server) CollectGarbage(ctx context.Context, opts GCOptions) (GCResult, 
 		if app, aerr := s.newApp(); aerr == nil {
 			s.app.Store(app)
 			s.mu.Lock()
-			if s.gate != nil {
-				s.gen = s.gate.generation()
+			if !s.cfg.InMemory {
+				s.gen = readGeneration(s.cfg.RootDirectory)
 			}
 			s.mu.Unlock()
 		}

@@ -28,9 +28,11 @@ package server
 //  2. the site's own repository "R" (content delivered to the site wins over the internet,
 //     as with sealos' registry/ directories);
 //  3. N's upstream, if one is configured: the manifest or blob is fetched, verified against
-//     its digest, written into "N/R" (the same distribution storage, so it persists and is
-//     garbage collected like any other), then served from there. Concurrent requests for
-//     the same tag or digest wait for one upstream fetch (singleflight).
+//     its digest and written into "N/R" (the same distribution storage, so it persists and
+//     is garbage collected like any other). A blob streams to the client that asked for it
+//     while it is stored; concurrent requests for the same tag or digest wait for that one
+//     upstream fetch (singleflight). A HEAD of a missing blob is answered from upstream's
+//     HEAD, without a download.
 //
 // A blob or manifest already in the hub's blob store under any repository is linked into
 // "N/R" without an upstream request. Requests for registries without an upstream follow
@@ -49,6 +51,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,7 +99,9 @@ type mirror struct {
 	ttl        time.Duration
 	upstreams  map[string]*upstream // by registry name; nil value: namespace without upstream
 	namespaces map[string]string    // Namespace(registry) -> registry, for path prefixes
-	flight     singleflight.Group
+	flight     singleflight.Group   // manifest fetches
+	mu         sync.Mutex           // guards fetching
+	fetching   map[digest.Digest]*blobFetch
 }
 
 // Namespace is the first path element of registry's mirror namespace in the hub: the
@@ -117,7 +122,7 @@ type upstream struct {
 }
 
 func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTripper) (*mirror, error) {
-	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}}
+	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}, fetching: map[digest.Digest]*blobFetch{}}
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
@@ -148,8 +153,9 @@ func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTrip
 }
 
 // route decides which repository of the hub answers r and rewrites r to it, fetching from
-// upstream first when needed. Requests that are not mirror pulls come back unchanged.
-func (m *mirror) route(r *http.Request) *http.Request {
+// upstream first when needed. Requests that are not mirror pulls come back unchanged. It
+// returns nil when it answered r itself (a blob streamed from upstream as it is stored).
+func (m *mirror) route(w http.ResponseWriter, r *http.Request) *http.Request {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return r
 	}
@@ -192,7 +198,10 @@ func (m *mirror) route(r *http.Request) *http.Request {
 		}
 	case "blobs":
 		if d, err := digest.Parse(ref); err == nil {
-			target = m.resolveBlob(ctx, up, internal, local, d)
+			var served bool
+			if target, served = m.resolveBlob(ctx, w, r, up, internal, local, d); served {
+				return nil
+			}
 		}
 	default:
 		if !m.repoExists(ctx, internal) && m.repoExists(ctx, local) {
@@ -303,36 +312,149 @@ func (m *mirror) resolveManifestDigest(ctx context.Context, up *upstream, intern
 	return internal
 }
 
-func (m *mirror) resolveBlob(ctx context.Context, up *upstream, internal, local string, d digest.Digest) string {
+// resolveBlob finds blob d for a pull of internal. A blob that no repository of the hub has
+// is fetched from upstream: the first GET streams it to its client while it is written and
+// verified (served=true); concurrent GETs of the same digest wait for that one fetch, then
+// read the stored blob. A HEAD is answered from the upstream's HEAD, without a download.
+func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, up *upstream, internal, local string, d digest.Digest) (target string, served bool) {
 	if m.exists(ctx, layerLink(internal, d)) && m.exists(ctx, blobData(d)) {
-		return internal
+		return internal, false
 	}
 	if m.exists(ctx, layerLink(local, d)) && m.exists(ctx, blobData(d)) {
-		return local
+		return local, false
 	}
-	// one fetch per digest, whatever repository asks.
-	_, err, _ := m.flight.Do("blob\x00"+d.String(), func() (any, error) {
-		ctx := context.WithoutCancel(ctx)
-		if !m.exists(ctx, blobData(d)) {
-			if up == nil {
-				return nil, nil
+	if !m.exists(ctx, blobData(d)) && up != nil {
+		if r.Method == http.MethodHead {
+			return internal, m.headUpstream(ctx, w, up, local, d)
+		}
+		m.mu.Lock()
+		f, following := m.fetching[d]
+		stored := !following && m.exists(ctx, blobData(d)) // a fetch finished meanwhile
+		if !following && !stored {
+			f = &blobFetch{done: make(chan struct{})}
+			m.fetching[d] = f
+		}
+		m.mu.Unlock()
+		if stored {
+			// fall through to linking
+		} else if following {
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return internal, false
 			}
-			if err := m.fetchBlob(ctx, up, internal, local, d); err != nil {
-				return nil, err
+		} else {
+			served, err := m.streamBlob(context.WithoutCancel(ctx), w, up, internal, local, d)
+			m.mu.Lock()
+			delete(m.fetching, d)
+			m.mu.Unlock()
+			close(f.done)
+			logUpstream(err, "registry mirror: fetching blob from upstream", "registry", up.name, "repository", local, "digest", d)
+			if served {
+				return "", true
 			}
 		}
-		return nil, nil
-	})
-	if err != nil {
-		logUpstream(err, "registry mirror: fetching blob from upstream", "registry", up.name, "repository", local, "digest", d)
-		return internal
 	}
 	if m.exists(ctx, blobData(d)) && !m.exists(ctx, layerLink(internal, d)) {
+		// held under another repository (or just fetched for one): link it here
 		if err := m.link(context.WithoutCancel(ctx), layerLink(internal, d), d); err != nil {
 			slog.Warn("registry mirror: linking blob", "repository", internal, "digest", d, "error", err)
 		}
 	}
-	return internal
+	return internal, false
+}
+
+// blobFetch is one upstream blob download that other requests for the digest wait for.
+type blobFetch struct{ done chan struct{} }
+
+// headUpstream answers a HEAD for blob d with the upstream's answer, if it has the blob.
+func (m *mirror) headUpstream(ctx context.Context, w http.ResponseWriter, up *upstream, repo string, d digest.Digest) bool {
+	resp, err := up.do(ctx, http.MethodHead, repo, "blobs", d.String(), "")
+	if err != nil {
+		logUpstream(err, "registry mirror: HEAD upstream", "registry", up.name, "repository", repo, "digest", d)
+		return false
+	}
+	resp.Body.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	return true
+}
+
+// streamBlob downloads blob d of repo from upstream into the blob store (verified against
+// d, then linked into internal) and sends it to w as it arrives. served says whether w got
+// a response (then a failure shows to the client as a cut body, and nothing is stored).
+func (m *mirror) streamBlob(ctx context.Context, w http.ResponseWriter, up *upstream, internal, repo string, d digest.Digest) (served bool, err error) {
+	resp, err := up.do(ctx, http.MethodGet, repo, "blobs", d.String(), "")
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if err := m.s.enterWrite(ctx); err != nil {
+		return false, err
+	}
+	defer m.s.leaveWrite()
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	tmp := path.Join(repoPath(internal), "_uploads", "mirror-"+hex.EncodeToString(id), "data")
+	fw, err := m.s.driver.Writer(ctx, tmp, false)
+	if err != nil {
+		return false, err
+	}
+	cancel := func() {
+		_ = fw.Cancel(ctx)
+		_ = fw.Close()
+		_ = m.s.driver.Delete(ctx, path.Dir(tmp))
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	vr := d.Verifier()
+	if _, err := io.Copy(io.MultiWriter(fw, vr, &clientWriter{w: w}), resp.Body); err != nil {
+		up.failed(err)
+		cancel()
+		return true, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if !vr.Verified() {
+		cancel()
+		return true, fmt.Errorf("blob %s: upstream sent content with another digest", d)
+	}
+	if err := fw.Commit(ctx); err != nil {
+		cancel()
+		return true, err
+	}
+	if err := fw.Close(); err != nil {
+		return true, err
+	}
+	if err := m.s.driver.Move(ctx, tmp, blobData(d)); err != nil {
+		return true, err
+	}
+	_ = m.s.driver.Delete(ctx, path.Dir(tmp))
+	return true, m.s.driver.PutContent(ctx, layerLink(internal, d), []byte(d.String()))
+}
+
+// clientWriter writes to a client until the client goes away, then drops the rest, so
+// the download into the store goes on for the requests waiting on it.
+type clientWriter struct {
+	w    io.Writer
+	gone bool
+}
+
+func (c *clientWriter) Write(p []byte) (int, error) {
+	if !c.gone {
+		if _, err := c.w.Write(p); err != nil {
+			c.gone = true
+		}
+	}
+	return len(p), nil
 }
 
 // link writes a distribution link file, fenced against garbage collection.
@@ -395,12 +517,12 @@ func ctxErr(err error) bool {
 	return err == context.Canceled || err == context.DeadlineExceeded
 }
 
-func (u *upstream) get(ctx context.Context, repo, kind, ref string, accept string) (*http.Response, error) {
+func (u *upstream) do(ctx context.Context, method, repo, kind, ref string, accept string) (*http.Response, error) {
 	c, err := u.client(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref), nil)
+	req, err := http.NewRequestWithContext(ctx, method, fmt.Sprintf("%s://%s/v2/%s/%s/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, kind, ref), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +544,7 @@ func (u *upstream) get(ctx context.Context, repo, kind, ref string, accept strin
 // fetchManifest gets repo:ref (a tag or digest) from upstream and stores it in internal,
 // tagged when ref is a tag. An unchanged tag only gets its check time renewed.
 func (m *mirror) fetchManifest(ctx context.Context, up *upstream, internal, repo, ref string) error {
-	resp, err := up.get(ctx, repo, "manifests", ref, allManifestTypes+", application/vnd.oci.artifact.manifest.v1+json")
+	resp, err := up.do(ctx, http.MethodGet, repo, "manifests", ref, allManifestTypes+", application/vnd.oci.artifact.manifest.v1+json")
 	if err != nil {
 		return err
 	}
@@ -475,49 +597,4 @@ func (m *mirror) fetchManifest(ctx context.Context, up *upstream, internal, repo
 		}
 	}
 	return nil
-}
-
-// fetchBlob streams blob d of repo from upstream into the blob store (verified against d)
-// and links it into internal.
-func (m *mirror) fetchBlob(ctx context.Context, up *upstream, internal, repo string, d digest.Digest) error {
-	resp, err := up.get(ctx, repo, "blobs", d.String(), "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := m.s.enterWrite(ctx); err != nil {
-		return err
-	}
-	defer m.s.leaveWrite()
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	tmp := path.Join(repoPath(internal), "_uploads", "mirror-"+hex.EncodeToString(id), "data")
-	fw, err := m.s.driver.Writer(ctx, tmp, false)
-	if err != nil {
-		return err
-	}
-	vr := d.Verifier()
-	if _, err := io.Copy(io.MultiWriter(fw, vr), resp.Body); err != nil {
-		up.failed(err)
-		_ = fw.Cancel(ctx)
-		_ = fw.Close()
-		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	if !vr.Verified() {
-		_ = fw.Cancel(ctx)
-		_ = fw.Close()
-		return fmt.Errorf("blob %s: upstream sent content with another digest", d)
-	}
-	if err := fw.Commit(ctx); err != nil {
-		_ = fw.Close()
-		return err
-	}
-	if err := fw.Close(); err != nil {
-		return err
-	}
-	if err := m.s.driver.Move(ctx, tmp, blobData(d)); err != nil {
-		return err
-	}
-	_ = m.s.driver.Delete(ctx, path.Dir(tmp))
-	return m.s.driver.PutContent(ctx, layerLink(internal, d), []byte(d.String()))
 }

@@ -15,6 +15,7 @@ import (
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -297,4 +298,47 @@ func TestMirrorRegistryWithPort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 	assert.Equal(t, "myreg_5000", Namespace("myreg:5000"))
+}
+
+// A HEAD of a blob the hub lacks is answered from the upstream's HEAD: no download.
+func TestMirrorBlobHeadDoesNotDownload(t *testing.T) {
+	up := newCountingHub(t)
+	img := randomImg(t, 1)
+	pushTo(t, up.host+"/library/app:v1", img)
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	ld, err := ls[0].Digest()
+	require.NoError(t, err)
+	size, err := ls[0].Size()
+	require.NoError(t, err)
+	srv, site := siteHub(t, up, 0)
+
+	req, err := http.NewRequest(http.MethodHead, "http://"+site+"/v2/library/app/blobs/"+ld.String()+"?ns=docker.io", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, size, resp.ContentLength)
+	assert.Equal(t, ld.String(), resp.Header.Get("Docker-Content-Digest"))
+	assert.Zero(t, up.blobs.Load())
+	assert.False(t, srv.mirror.exists(context.Background(), blobData(digest.Digest(ld.String()))))
+
+	// the GET streams it and keeps it
+	resp, err = http.Get("http://" + site + "/v2/library/app/blobs/" + ld.String() + "?ns=docker.io")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, size, int64(len(b)))
+	// kept: the next GET (waiting for the store to finish, if it has not) reads the hub's copy
+	resp, err = http.Get("http://" + site + "/v2/library/app/blobs/" + ld.String() + "?ns=docker.io")
+	require.NoError(t, err)
+	b2, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, b, b2)
+	assert.Equal(t, int64(1), up.blobs.Load())
+	assert.True(t, srv.mirror.exists(context.Background(), blobData(digest.Digest(ld.String()))))
 }

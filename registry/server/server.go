@@ -143,10 +143,12 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("registry server: storage directory: %w", err)
 		}
 		s.driver = &syncingDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100}), root: abs}
-		if s.gate, err = openWriteGate(abs); err != nil {
-			return nil, fmt.Errorf("registry server: %w", err)
+		if !cfg.ReadOnly { // a read-only hub writes nothing, and may serve a read-only directory
+			if s.gate, err = openWriteGate(abs); err != nil {
+				return nil, fmt.Errorf("registry server: %w", err)
+			}
 		}
-		s.gen = s.gate.generation()
+		s.gen = readGeneration(abs)
 	}
 	if cfg.Htpasswd == "" && cfg.Distribution != nil && cfg.Distribution.Auth.Type() == "htpasswd" {
 		// a config file's htpasswd auth goes through our cached checker too
@@ -222,6 +224,7 @@ func (s *Server) distributionConfig() (*configuration.Configuration, error) {
 	}
 	if s.cfg.ReadOnly {
 		maint["readonly"] = map[any]any{"enabled": true}
+		maint["uploadpurging"] = map[any]any{"enabled": false}
 	}
 	st["maintenance"] = maint
 	c.Storage = st
@@ -437,10 +440,10 @@ func (s *Server) leaveWrite() {
 // refreshAfterGC starts a fresh App (with an empty blob descriptor cache) when a garbage
 // collection ran since the last request, so no deleted blob is reported from the cache.
 func (s *Server) refreshAfterGC() {
-	if s.gate == nil {
+	if s.cfg.InMemory {
 		return
 	}
-	g := s.gate.generation()
+	g := readGeneration(s.cfg.RootDirectory)
 	s.mu.Lock()
 	if g == s.gen || s.closed {
 		s.mu.Unlock()
