@@ -345,12 +345,11 @@ func (r *run) scripts(ctx context.Context) error {
 	for _, ph := range phases {
 		command, isDefault := imagespec.ScriptCommand(p.Labels, ph.label)
 		key := func(h string) string {
-			return plan.Fingerprint(p.Rootfs[h].Manifest().Digest(), command, p.HostEnv[h])
+			return plan.Fingerprint(p.Rootfs[h].Digest(), command, p.HostEnv[h])
 		}
 		err := r.runStep(ctx, "script "+ph.label, ph.hosts, key, func(h string) (string, bool) {
 			if isDefault {
-				m := p.Rootfs[h].Manifest().Map()
-				if _, ok := m[path.Join(imagespec.DirScripts, ph.label+".sh")]; !ok {
+				if _, ok := p.Rootfs[h].Entry(path.Join(imagespec.DirScripts, ph.label+".sh")); !ok {
 					return "", false
 				}
 			}

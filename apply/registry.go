@@ -93,7 +93,7 @@ func (r *run) registry(ctx context.Context) error {
 	var dataKey []string
 	dataKey = append(dataKey, sources...)
 	if t := p.Rootfs[p.Registry[0]]; t != nil {
-		dataKey = append(dataKey, t.Manifest().Digest())
+		dataKey = append(dataKey, t.Digest())
 	}
 	for _, a := range p.Apps {
 		dataKey = append(dataKey, a.Image.Digest)

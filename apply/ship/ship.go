@@ -100,8 +100,7 @@ func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Targ
 	byHost := map[string]*hostJob{}
 	for i, t := range targets {
 		hosts[i] = t.Host
-		m := t.Tree.Manifest()
-		byHost[t.Host] = &hostJob{target: t, manifest: m, digest: m.Digest()}
+		byHost[t.Host] = &hostJob{target: t, manifest: t.Tree.Manifest(), digest: t.Tree.Digest()}
 	}
 
 	// Phase 1, per host: look at what it has, prepare a stage.
@@ -195,9 +194,13 @@ func (j *hostJob) result(h string) Result {
 	return Result{Host: h, Digest: j.digest, Unchanged: j.unchanged, Files: j.sentFiles, Bytes: j.sentBytes, Removed: len(j.diff.Remove)}
 }
 
-const probeScript = `d=%s
+// probeScript prints the current generation, whether the host has zstd, and the current
+// manifest, unless the current generation already has the wanted digest (then only
+// "unchanged", so an unchanged re-run reads a few bytes per host).
+const probeScript = `d=%s; want=%s
 l=$(readlink "$d" 2>/dev/null || true)
 echo "cur=$l"
+case "$l" in "$want"*) [ -n "$want" ] && echo unchanged && exit 0;; esac
 if command -v zstd >/dev/null 2>&1 && tar --help 2>/dev/null | grep -q -- --zstd; then echo zstd=1; fi
 if [ -n "$l" ] && [ -f "$(dirname "$d")/$l.manifest" ]; then echo manifest=1; cat "$(dirname "$d")/$l.manifest"; fi
 `
@@ -205,7 +208,13 @@ if [ -n "$l" ] && [ -f "$(dirname "$d")/$l.manifest" ]; then echo manifest=1; ca
 func (j *hostJob) prepare(ctx context.Context, tr transport.Transport, dest string, opts Options) (err error) {
 	defer func() { j.err = err }()
 	j.tr = tr
-	out, err := transport.Output(ctx, tr, fmt.Sprintf(probeScript, transport.Quote(dest)))
+	base := path.Base(dest)
+	prefix := "." + base + "."
+	want := prefix + j.digest[:16] + "."
+	if opts.Force {
+		want = ""
+	}
+	out, err := transport.Output(ctx, tr, fmt.Sprintf(probeScript, transport.Quote(dest), transport.Quote(want)))
 	if err != nil {
 		return fmt.Errorf("look at %s: %w", dest, err)
 	}
@@ -219,8 +228,6 @@ func (j *hostJob) prepare(ctx context.Context, tr transport.Transport, dest stri
 			hasZstd = true
 		}
 	}
-	base := path.Base(dest)
-	prefix := "." + base + "."
 	if strings.HasPrefix(j.cur, prefix+j.digest[:16]+".") && !opts.Force {
 		j.unchanged = true
 		opts.Progress.Skipped.Add(1)

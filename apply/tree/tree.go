@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
@@ -23,6 +24,15 @@ type Tree struct {
 	Base         string
 	BaseManifest *Manifest
 	Overrides    map[string]Override
+
+	memo *memo // the manifest with overrides and its digest, computed once
+}
+
+type memo struct {
+	once     sync.Once
+	manifest *Manifest
+	digest   string
+	byPath   map[string]Entry
 }
 
 // Override is a file whose content lives in memory.
@@ -43,6 +53,7 @@ func New(dir string) (*Tree, error) {
 // With returns a copy of t with the file p set to data.
 func (t *Tree) With(p string, data []byte, mode uint32) *Tree {
 	n := *t
+	n.memo = nil
 	n.Overrides = make(map[string]Override, len(t.Overrides)+1)
 	for k, v := range t.Overrides {
 		n.Overrides[k] = v
@@ -51,8 +62,36 @@ func (t *Tree) With(p string, data []byte, mode uint32) *Tree {
 	return &n
 }
 
-// Manifest describes the tree with its overrides.
-func (t *Tree) Manifest() *Manifest {
+// Manifest describes the tree with its overrides. Do not modify the result.
+func (t *Tree) Manifest() *Manifest { return t.computed().manifest }
+
+// Digest is the digest of Manifest.
+func (t *Tree) Digest() string { return t.computed().digest }
+
+// Entry returns the entry of path p.
+func (t *Tree) Entry(p string) (Entry, bool) {
+	e, ok := t.computed().byPath[p]
+	return e, ok
+}
+
+var memoMu sync.Mutex
+
+func (t *Tree) computed() *memo {
+	memoMu.Lock()
+	if t.memo == nil {
+		t.memo = &memo{}
+	}
+	m := t.memo
+	memoMu.Unlock()
+	m.once.Do(func() {
+		m.manifest = t.manifest()
+		m.digest = m.manifest.Digest()
+		m.byPath = m.manifest.Map()
+	})
+	return m
+}
+
+func (t *Tree) manifest() *Manifest {
 	if len(t.Overrides) == 0 {
 		return t.BaseManifest
 	}

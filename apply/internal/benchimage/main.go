@@ -1,0 +1,89 @@
+// Command benchimage writes a directory as a one-layer rootfs cluster image (zstd layer)
+// into a sealos store, for hack/bench-apply.sh.
+//
+//	go run ./apply/internal/benchimage -root ROOT -dir DIR -ref REF
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/cluster-image/sealos/apply/internal/testimage"
+	"github.com/cluster-image/sealos/store"
+)
+
+func main() {
+	root := flag.String("root", "", "sealos --root")
+	dir := flag.String("dir", "", "directory to pack")
+	ref := flag.String("ref", "bench/rootfs:v1", "image name")
+	flag.Parse()
+	if err := run(*root, *dir, *ref); err != nil {
+		fmt.Fprintln(os.Stderr, "benchimage:", err)
+		os.Exit(1)
+	}
+}
+
+func run(root, dir, ref string) error {
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarDir(pw, dir)) }()
+		return pr, nil
+	}, tarball.WithCompression(compression.ZStd), tarball.WithCompressionLevel(1))
+	if err != nil {
+		return err
+	}
+	img := testimage.Image(testimage.Config{Labels: testimage.Rootfs()}, layer)
+	st, err := store.Open(root)
+	if err != nil {
+		return err
+	}
+	return st.WriteImage(context.Background(), ref, img)
+}
+
+func tarDir(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(tw, f)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
