@@ -60,5 +60,11 @@ bench-sync: build
 bench-store: build
 	./hack/bench-store.sh $(abspath $(BIN))
 
+# Ship a ~1 GB rootfs (~26,000 small files, 6 x 100 MB) to three test nodes with `sealos
+# run` and with `scp -r` to each node in turn, plus an unchanged re-run; prints seconds and
+# the ratio (hack/bench-apply.sh; as root: the nodes are sshd in mount namespaces).
+bench-apply: build
+	./hack/bench-apply.sh $(abspath $(BIN))
+
 clean:
 	rm -rf bin .bench
