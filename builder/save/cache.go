@@ -47,6 +47,9 @@ func (c Cache) Put(d v1.Hash, data []byte) error {
 	return writeFileAtomic(c.Path(d), data)
 }
 
+// maxAttempts is how many times a blob download that keeps making progress is resumed.
+const maxAttempts = 4
+
 // fetcher downloads blob d of repo over authenticated round trips.
 type fetcher interface {
 	transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error)
@@ -97,10 +100,18 @@ func (c Cache) Fetch(ctx context.Context, f fetcher, repo name.Repository, d v1.
 	}
 	var fetched int64
 	if size < 0 || have < size {
-		n, err := c.download(ctx, f, repo, d, size, pf, h, have)
-		fetched = n
-		if err != nil {
-			return fetched, err
+		// A connection that breaks after some progress is resumed where it stopped, a few
+		// times; any other failure ends the fetch (the partial file stays for the next run).
+		for attempt := 1; ; attempt++ {
+			start, n, err := c.download(ctx, f, repo, d, size, pf, h, have)
+			fetched += n
+			if err == nil {
+				break
+			}
+			if n == 0 || attempt == maxAttempts || ctx.Err() != nil {
+				return fetched, err
+			}
+			have = start + n
 		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
@@ -121,27 +132,28 @@ func (c Cache) Fetch(ctx context.Context, f fetcher, repo name.Repository, d v1.
 	return fetched, nil
 }
 
-// download appends blob d from offset have to pf, feeding h. A server that ignores the
-// range request sends the whole blob, which then replaces what pf held.
+// download appends blob d from offset have to pf, feeding h, and returns the offset it
+// wrote from and how many bytes it wrote. A server that ignores the range request sends the
+// whole blob, which then replaces what pf held (start 0).
 func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d v1.Hash, size int64, pf *os.File, h interface {
 	io.Writer
 	Reset()
-}, have int64) (int64, error) {
+}, have int64) (start, n int64, err error) {
 	rt, err := f.transport(ctx, repo)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	u := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Registry.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), d)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if have > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
 	}
 	resp, err := (&http.Client{Transport: rt}).Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	switch {
@@ -150,24 +162,24 @@ func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d 
 		h.Reset()
 		have = 0
 		if err := pf.Truncate(0); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	default:
 		if err := transport.CheckError(resp, http.StatusOK); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return 0, fmt.Errorf("GET %s: unexpected status %s", u, resp.Status)
+		return 0, 0, fmt.Errorf("GET %s: unexpected status %s", u, resp.Status)
 	}
 	if size > have {
 		// Reserve the blocks up front (the file size stays what was written, which resuming
 		// relies on): the filesystem then allocates once instead of on every write.
 		unix.Fallocate(int(pf.Fd()), unix.FALLOC_FL_KEEP_SIZE, have, size-have)
 	}
-	n, err := copyHashed(pf, have, h, resp.Body)
+	n, err = copyHashed(pf, have, h, resp.Body)
 	if err != nil {
-		return n, fmt.Errorf("GET %s: %w", u, err)
+		return have, n, fmt.Errorf("GET %s: %w", u, err)
 	}
-	return n, nil
+	return have, n, nil
 }
 
 // copyBufSize is the chunk size of blob downloads: large chunks mean few system calls.

@@ -260,6 +260,7 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 		for _, m := range p.manifests {
 			size += int64(len(m.data))
 		}
+		s.log.Info("saved image", "image", p.t.img.Ref, "digest", p.top.String())
 		res.Images = append(res.Images, Saved{
 			Ref: p.t.img.Ref, Repository: p.t.repo, Tag: p.t.tag, Digest: p.top.String(), MediaType: string(p.topMT),
 			Manifests: len(p.manifests), Blobs: len(p.blobs), Size: size, Sources: p.t.img.Sources,

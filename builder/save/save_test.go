@@ -369,6 +369,9 @@ type cutBody struct {
 
 func (b *cutBody) Read(p []byte) (int, error) {
 	if b.left <= 0 {
+		if b.cancel == nil {
+			return 0, io.ErrUnexpectedEOF // the connection broke
+		}
 		b.cancel()
 		return 0, context.Canceled
 	}
@@ -457,4 +460,28 @@ func TestSaveConcurrentSharedCache(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, st.Size(), p)
 	}
+}
+
+func TestSaveResumesBrokenDownload(t *testing.T) {
+	big := randomImage(t, 1<<20, 1)
+	layers, err := big.Layers()
+	require.NoError(t, err)
+	ld, _ := layers[0].Digest()
+	lsize, _ := layers[0].Size()
+	c := &recorder{digest: ld.String()}
+	up := hub(t, t.TempDir(), c.wrap)
+	want := push(t, up+"/big/img:v1", big)
+	cut := &cutTransport{base: remote.DefaultTransport, digest: ld.String(), limit: lsize / 3}
+
+	reg := t.TempDir()
+	res, err := Save(context.Background(), []detect.Image{{Ref: up + "/big/img:v1"}}, Options{RegistryDir: reg, CacheDir: t.TempDir(), Transport: cut})
+	require.NoError(t, err)
+	got, ok := Layout{Root: reg}.TagDigest("big/img", "v1")
+	require.True(t, ok)
+	assert.Equal(t, want, got)
+	assert.True(t, Layout{Root: reg}.HasBlob(ld, lsize))
+	c.mu.Lock()
+	assert.Equal(t, []string{"", fmt.Sprintf("bytes=%d-", lsize/3)}, c.ranges)
+	c.mu.Unlock()
+	assert.Equal(t, int64(len(res.Images)), int64(1))
 }
