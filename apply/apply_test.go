@@ -15,9 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cluster-image/sealos/apply"
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/apply/clusterfile"
-	"github.com/cluster-image/sealos/apply/internal/nodes"
-	"github.com/cluster-image/sealos/apply/internal/testimage"
 	"github.com/cluster-image/sealos/apply/plan"
 	"github.com/cluster-image/sealos/apply/ship"
 	"github.com/cluster-image/sealos/store"
@@ -25,7 +24,7 @@ import (
 
 type env struct {
 	t     *testing.T
-	set   *nodes.Set
+	set   *applytest.Set
 	root  string
 	st    *store.Store
 	out   *safeBuffer
@@ -51,7 +50,7 @@ func (s *safeBuffer) String() string {
 }
 
 func newEnv(t *testing.T, count, net int) *env {
-	set := nodes.Start(t, count, net)
+	set := applytest.StartNodes(t, count, net)
 	root := t.TempDir()
 	st, err := store.Open(root)
 	require.NoError(t, err)
@@ -89,8 +88,8 @@ func (e *env) read(i int, p string) string {
 
 const data = "/var/lib/sealos/data/default"
 
-func rootfsImage(version string, extra map[string]string) *testimage.Config {
-	return &testimage.Config{Labels: testimage.Rootfs(), Env: []string{"version=" + version, "who=image"},
+func rootfsImage(version string, extra map[string]string) *applytest.Config {
+	return &applytest.Config{Labels: applytest.Rootfs(), Env: []string{"version=" + version, "who=image"},
 		Cmd: []string{"echo cmd-" + version + " >> /var/lib/sealos/cmd.log", "echo on $(hostname -i 2>/dev/null || true) $who"}}
 }
 
@@ -109,9 +108,9 @@ func TestApplyEndToEnd(t *testing.T) {
 		files[fmt.Sprintf("opt/data/f%02d", i)] = strings.Repeat("x", i*100)
 	}
 	cfg := rootfsImage("v1", nil)
-	require.NoError(t, e.st.WriteImage(ctx, "test/rootfs:v1", testimage.Image(*cfg, testimage.Layer(files))))
-	app := testimage.Image(testimage.Config{Env: []string{"replicas=3"}, Cmd: []string{"echo app >> /var/lib/sealos/app.log", "cat manifests/app.yaml >> /var/lib/sealos/app.log"}},
-		testimage.Layer(map[string]string{"manifests/app.yaml.tmpl": "replicas: {{ .replicas }} version: {{ .version }}\n"}))
+	require.NoError(t, e.st.WriteImage(ctx, "test/rootfs:v1", applytest.Image(*cfg, applytest.Layer(files))))
+	app := applytest.Image(applytest.Config{Env: []string{"replicas=3"}, Cmd: []string{"echo app >> /var/lib/sealos/app.log", "cat manifests/app.yaml >> /var/lib/sealos/app.log"}},
+		applytest.Layer(map[string]string{"manifests/app.yaml.tmpl": "replicas: {{ .replicas }} version: {{ .version }}\n"}))
 	require.NoError(t, e.st.WriteImage(ctx, "test/app:v1", app))
 
 	c := e.cluster([]string{master}, []string{n1}, "test/rootfs:v1", "test/app:v1")
@@ -207,7 +206,7 @@ func TestApplyEndToEnd(t *testing.T) {
 			files2[fmt.Sprintf("opt/big/%d", i)] = string(big)
 		}
 		cfg := rootfsImage("v2", nil)
-		require.NoError(t, e.st.WriteImage(ctx, "test/rootfs:v2", testimage.Image(*cfg, testimage.Layer(files2))))
+		require.NoError(t, e.st.WriteImage(ctx, "test/rootfs:v2", applytest.Image(*cfg, applytest.Layer(files2))))
 		c.Spec.Image = []string{"test/rootfs:v2", "test/app:v1"}
 		var once sync.Once
 		_, _, err := e.apply(c, func(o *apply.Options) {
@@ -254,8 +253,8 @@ func TestApplyEndToEnd(t *testing.T) {
 func TestApplyCommandFailure(t *testing.T) {
 	e := newEnv(t, 2, 8)
 	ctx := context.Background()
-	img := testimage.Image(testimage.Config{Labels: testimage.Rootfs(), Cmd: []string{"echo one", "echo about to fail; echo details >&2; exit 3", "echo never"}},
-		testimage.Layer(map[string]string{"bin/x": "x"}))
+	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs(), Cmd: []string{"echo one", "echo about to fail; echo details >&2; exit 3", "echo never"}},
+		applytest.Layer(map[string]string{"bin/x": "x"}))
 	require.NoError(t, e.st.WriteImage(ctx, "test/fail:v1", img))
 	c := e.cluster(e.ips[:1], e.ips[1:], "test/fail:v1")
 	got, _, err := e.apply(c, nil)

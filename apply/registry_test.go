@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cluster-image/sealos/apply"
-	"github.com/cluster-image/sealos/apply/internal/testimage"
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/registry/server"
 )
 
@@ -78,7 +78,7 @@ func TestApplyRegistry(t *testing.T) {
 	bin := sealosBinary(t)
 	files, digest := registryFiles(t)
 	files["bin/x"] = "x"
-	img := testimage.Image(testimage.Config{Labels: testimage.Rootfs()}, testimage.Layer(files))
+	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs()}, applytest.Layer(files))
 	require.NoError(t, e.st.WriteImage(ctx, "test/rootfs-registry:v1", img))
 	port := freePort(t)
 	e.extra = []string{fmt.Sprintf("registryPort=%d", port), "registryData=/var/lib/sealos/registry-data"}

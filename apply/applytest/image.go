@@ -1,5 +1,4 @@
-// Package testimage builds small cluster images in tests with go-containerregistry.
-package testimage
+package applytest
 
 import (
 	"archive/tar"

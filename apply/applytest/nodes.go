@@ -1,6 +1,7 @@
-// Package nodes starts and stops test target nodes (testdata/nodes.sh) from Go tests: real
-// sshd instances on loopback addresses, each in its own mount namespace.
-package nodes
+// Package applytest helps test the apply engine: it starts and stops target nodes
+// (testdata/nodes.sh: real sshd instances on loopback addresses, each in its own mount
+// namespace) and builds small cluster images with go-containerregistry.
+package applytest
 
 import (
 	"bufio"
@@ -29,7 +30,7 @@ type Set struct {
 
 // Start starts count nodes on 127.0.<net>.11 and up and stops them when the test ends.
 // It skips the test when not root or when sshd is missing, saying so.
-func Start(t testing.TB, count, net int) *Set {
+func StartNodes(t testing.TB, count, net int) *Set {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("test nodes need root (mount namespaces and sshd); run the tests as root")

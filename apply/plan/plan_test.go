@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/apply/clusterfile"
-	"github.com/cluster-image/sealos/apply/internal/testimage"
 	"github.com/cluster-image/sealos/apply/plan"
 	"github.com/cluster-image/sealos/apply/tree"
 	"github.com/cluster-image/sealos/imagespec"
@@ -34,16 +34,16 @@ func TestBuild(t *testing.T) {
 	st, err := store.Open(root)
 	require.NoError(t, err)
 
-	rootfs := testimage.Image(testimage.Config{
-		Labels: testimage.Rootfs(), Env: []string{"A=image", "B=image", "C=image", "D=image"}, Cmd: []string{"bash init.sh"},
+	rootfs := applytest.Image(applytest.Config{
+		Labels: applytest.Rootfs(), Env: []string{"A=image", "B=image", "C=image", "D=image"}, Cmd: []string{"bash init.sh"},
 	},
-		testimage.Layer(map[string]string{"bin/kubelet": "v1", "etc/": "", "etc/gone": "x", "etc/conf.tmpl": "{{.A}} {{.B}} {{.C}} {{.D}} {{.registryDomain}}"}),
-		testimage.Layer(map[string]string{"bin/kubeadm": "v1", "scripts/init.sh": "echo init"}),
+		applytest.Layer(map[string]string{"bin/kubelet": "v1", "etc/": "", "etc/gone": "x", "etc/conf.tmpl": "{{.A}} {{.B}} {{.C}} {{.D}} {{.registryDomain}}"}),
+		applytest.Layer(map[string]string{"bin/kubeadm": "v1", "scripts/init.sh": "echo init"}),
 	)
-	patch := testimage.Image(testimage.Config{Labels: map[string]string{"sealos.io.type": "patch"}},
-		testimage.Layer(map[string]string{"bin/kubelet": "v2", "etc/.wh.gone": ""}))
-	app := testimage.Image(testimage.Config{Env: []string{"APP=1"}, Cmd: []string{"kubectl apply -f manifests"}},
-		testimage.Layer(map[string]string{"manifests/app.yaml.tmpl": "app={{.APP}} a={{.A}}"}))
+	patch := applytest.Image(applytest.Config{Labels: map[string]string{"sealos.io.type": "patch"}},
+		applytest.Layer(map[string]string{"bin/kubelet": "v2", "etc/.wh.gone": ""}))
+	app := applytest.Image(applytest.Config{Env: []string{"APP=1"}, Cmd: []string{"kubectl apply -f manifests"}},
+		applytest.Layer(map[string]string{"manifests/app.yaml.tmpl": "app={{.APP}} a={{.A}}"}))
 	require.NoError(t, st.WriteImage(ctx, "test/rootfs:v1", rootfs))
 	require.NoError(t, st.WriteImage(ctx, "test/patch:v1", patch))
 	require.NoError(t, st.WriteImage(ctx, "test/app:v1", app))
@@ -89,7 +89,7 @@ func TestBuildErrors(t *testing.T) {
 	root := t.TempDir()
 	st, err := store.Open(root)
 	require.NoError(t, err)
-	bad := testimage.Image(testimage.Config{Labels: map[string]string{"sealos.io.type": "rootfs"}}, testimage.Layer(map[string]string{"a": "b"}))
+	bad := applytest.Image(applytest.Config{Labels: map[string]string{"sealos.io.type": "rootfs"}}, applytest.Layer(map[string]string{"a": "b"}))
 	require.NoError(t, st.WriteImage(ctx, "test/bad:v1", bad))
 	c := clusterfile.New("default")
 	c.Spec.Hosts = []clusterfile.Host{{IPS: []string{"10.0.0.1"}, Roles: []string{"master"}}}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cluster-image/sealos/apply/internal/nodes"
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/apply/ship"
 	"github.com/cluster-image/sealos/apply/transport"
 	"github.com/cluster-image/sealos/apply/tree"
@@ -35,7 +35,7 @@ func targets(t *testing.T, dir string, hosts ...string) []ship.Target {
 }
 
 func TestShip(t *testing.T) {
-	set := nodes.Start(t, 2, 5)
+	set := applytest.StartNodes(t, 2, 5)
 	ctx := context.Background()
 	pool := transport.NewPool(transport.SSHConfig{KeyFile: set.Key})
 	defer pool.Close()

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cluster-image/sealos/apply/internal/nodes"
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/apply/transport"
 	"github.com/cluster-image/sealos/apply/transport/transporttest"
 )
@@ -21,7 +21,7 @@ func TestLocal(t *testing.T) {
 }
 
 func TestSSH(t *testing.T) {
-	set := nodes.Start(t, 1, 1)
+	set := applytest.StartNodes(t, 1, 1)
 	ctx := context.Background()
 	hk := transport.NewHostKeys(filepath.Join(t.TempDir(), "known_hosts"))
 	tr, err := transport.DialSSH(ctx, set.IPs[0], transport.SSHConfig{KeyFile: set.Key, Port: set.Port, HostKeys: hk})
@@ -31,7 +31,7 @@ func TestSSH(t *testing.T) {
 }
 
 func TestSSHAuth(t *testing.T) {
-	set := nodes.Start(t, 1, 2)
+	set := applytest.StartNodes(t, 1, 2)
 	ctx := context.Background()
 	ip := set.IPs[0]
 	cases := []struct {
@@ -70,7 +70,7 @@ func TestSSHAuth(t *testing.T) {
 }
 
 func TestHostKeyPolicy(t *testing.T) {
-	set := nodes.Start(t, 1, 3)
+	set := applytest.StartNodes(t, 1, 3)
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "clusters", "c", "known_hosts")
 	hk := transport.NewHostKeys(file)
@@ -103,7 +103,7 @@ func TestHostKeyPolicy(t *testing.T) {
 }
 
 func TestConnectionLost(t *testing.T) {
-	set := nodes.Start(t, 1, 4)
+	set := applytest.StartNodes(t, 1, 4)
 	ctx := context.Background()
 	tr, err := transport.DialSSH(ctx, set.IPs[0], transport.SSHConfig{KeyFile: set.Key})
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/cluster-image/sealos/apply/internal/testimage"
+	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -41,7 +41,7 @@ func run(root, dir, ref string) error {
 	if err != nil {
 		return err
 	}
-	img := testimage.Image(testimage.Config{Labels: testimage.Rootfs()}, layer)
+	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs()}, layer)
 	st, err := store.Open(root)
 	if err != nil {
 		return err
