@@ -95,15 +95,30 @@ func (d *syncingDriver) Move(ctx context.Context, src, dst string) error {
 	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(d.full(dst))); err != nil {
-		return err
-	}
+	dirs := []string{filepath.Dir(d.full(dst))}
 	for _, dir := range created {
-		if err := syncDir(filepath.Dir(dir)); err != nil {
-			return err
-		}
+		dirs = append(dirs, filepath.Dir(dir))
 	}
-	return nil
+	return syncDirs(dirs)
+}
+
+// syncDirs syncs directories concurrently: the filesystem can serve them with one
+// journal commit instead of one after the other.
+func syncDirs(dirs []string) error {
+	if len(dirs) == 1 {
+		return syncDir(dirs[0])
+	}
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = syncDir(dir)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (d *syncingDriver) PutContent(ctx context.Context, p string, content []byte) error {
