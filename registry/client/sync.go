@@ -699,7 +699,8 @@ func (s *syncer) noteSubject(ctx context.Context, ic *imageCopy, m manifest, hdr
 }
 
 // copyBlob makes the destination repository hold blob b: skipped when it has it, mounted
-// from the repository that received it earlier in this run, else streamed from the source.
+// from the repository that received it earlier in this run (or from the source repository
+// when source and destination are one registry), else streamed from the source.
 func (s *syncer) copyBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor) error {
 	s.mu.Lock()
 	bc, moving := s.blobs[b.Digest]
@@ -725,7 +726,11 @@ func (s *syncer) copyBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor) e
 		// the first attempt failed: try on our own.
 		return s.sendBlob(ctx, ic, b, "")
 	}
-	err := s.sendBlob(ctx, ic, b, "")
+	from := ""
+	if s.src.reg.RegistryStr() == s.dst.reg.RegistryStr() && ic.srcRepo != ic.dstRepo {
+		from = ic.srcRepo // within one registry: a mount, no bytes move
+	}
+	err := s.sendBlob(ctx, ic, b, from)
 	bc.err = err
 	close(bc.done)
 	return err

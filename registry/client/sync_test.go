@@ -475,3 +475,20 @@ func TestSyncToAuthenticatedHub(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want["app/db:v1"], d.Digest)
 }
+
+// Within one registry blobs are mounted, never sent.
+func TestCopyWithinOneRegistryMounts(t *testing.T) {
+	var log requestLog
+	hub := startHub(t, server.Config{}, log.wrap)
+	want := seedSource(t, hub)
+	log.reset()
+	rep, err := client.Copy(context.Background(), hub+"/app/web:v2", hub+"/release/web:v2", client.SyncOptions{})
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	assert.Zero(t, rep.Bytes)
+	assert.Zero(t, log.count("PUT", "/blobs/uploads/"))
+	assert.Zero(t, log.count("GET", "/blobs/"))
+	got, ok := headDigest(t, hub+"/release/web:v2")
+	require.True(t, ok)
+	assert.Equal(t, want["app/web:v2"], got)
+}
