@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -54,19 +55,29 @@ Blobs are verified against their digests. Credentials come from the docker confi
 			if err != nil {
 				return err
 			}
-			var (
-				results []client.PullResult
-				errs    []error
-			)
-			for _, ref := range args {
-				res, err := client.Pull(cmd.Context(), st, ref, all, pol, opts...)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				results = append(results, res)
+			// Several images are pulled at once (blobs within each are parallel already);
+			// results keep the order of the arguments.
+			pulled := make([]client.PullResult, len(args))
+			errs := make([]error, len(args))
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 3)
+			for i, ref := range args {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					pulled[i], errs[i] = client.Pull(cmd.Context(), st, ref, all, pol, opts...)
+				}()
 			}
+			wg.Wait()
 			p.Close()
+			var results []client.PullResult
+			for i := range args {
+				if errs[i] == nil {
+					results = append(results, pulled[i])
+				}
+			}
 			if f.output == "json" {
 				if results == nil {
 					results = []client.PullResult{}

@@ -188,3 +188,33 @@ func TestLoginLogoutEndToEnd(t *testing.T) {
 	require.Error(t, r.err)
 	assert.Contains(t, r.stderr, "not logged in")
 }
+
+func TestPullSeveralEndToEnd(t *testing.T) {
+	bin := sealosBin(t)
+	host := serveHub(t, bin)
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := store.Open(root)
+	require.NoError(t, err)
+	var refs []string
+	for _, n := range []string{"a", "b", "c", "d"} {
+		img, err := random.Image(16<<10, 2)
+		require.NoError(t, err)
+		ref := host + "/many/" + n + ":v1"
+		require.NoError(t, st.WriteImage(ctx, ref, img))
+		mustSealos(t, nil, "", "--root", root, "push", "-q", ref)
+		refs = append(refs, ref)
+	}
+	// One missing image among them: the others are pulled, the error names the missing one.
+	args := append([]string{"--root", t.TempDir(), "pull", "-o", "json"}, refs[0], refs[1], host+"/many/nope:v1", refs[2], refs[3])
+	r := sealos(t, nil, "", args...)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, "many/nope:v1")
+	var pulled []struct{ Ref, Status string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &pulled), r.stdout)
+	require.Len(t, pulled, 4)
+	for i, p := range pulled {
+		assert.Equal(t, refs[i], p.Ref, "results in argument order")
+		assert.Equal(t, "pulled", p.Status)
+	}
+}

@@ -118,24 +118,27 @@ func Logout(registry, configDir string) (string, error) {
 	if key == dockerHubKey {
 		keys = append(keys, "docker.io", "index.docker.io")
 	}
-	found := false
+	var found []string
 	for _, k := range keys {
-		if _, ok := cf.AuthConfigs[k]; ok {
-			found = true
-		}
+		_, inFile := cf.AuthConfigs[k]
+		inHelper := false
 		if cf.CredentialsStore != "" || cf.CredentialHelpers[k] != "" {
 			if ac, err := cf.GetCredentialsStore(k).Get(k); err == nil && (ac.Username != "" || ac.IdentityToken != "") {
-				found = true
+				inHelper = true
 			}
 		}
+		if inFile || inHelper {
+			found = append(found, k)
+		}
 	}
-	if !found {
+	if len(found) == 0 {
 		return key, fmt.Errorf("logout %s: %w", reg, ErrNotLoggedIn)
 	}
-	for _, k := range keys {
+	for _, k := range found {
 		if err := cf.GetCredentialsStore(k).Erase(k); err != nil {
 			return key, fmt.Errorf("logout %s: %w", reg, err)
 		}
+		delete(cf.AuthConfigs, k)
 	}
 	if err := cf.Save(); err != nil {
 		return key, fmt.Errorf("logout %s: save %s: %w", reg, cf.Filename, err)

@@ -22,6 +22,7 @@ type Progress struct {
 	blobs   map[v1.Hash]*blob
 	order   []v1.Hash
 	drawn   int // lines of active blobs drawn last time (TTY)
+	start   time.Time
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -38,7 +39,7 @@ type blob struct {
 
 // NewProgress reports to w; tty selects the redrawing display.
 func NewProgress(w io.Writer, tty bool) *Progress {
-	p := &Progress{w: w, tty: tty, blobs: map[v1.Hash]*blob{}}
+	p := &Progress{w: w, tty: tty, blobs: map[v1.Hash]*blob{}, start: time.Now()}
 	if tty {
 		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
 		go p.loop()
@@ -90,6 +91,42 @@ func (p *Progress) Close() {
 			<-p.stopped
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if line := p.summary(); line != "" {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+// summary is one line of totals: blobs and bytes moved, time, rate, blobs skipped.
+func (p *Progress) summary() string {
+	var moved, skipped int
+	var bytes int64
+	action := ""
+	for _, h := range p.order {
+		b := p.blobs[h]
+		if action == "" {
+			action = b.action
+		}
+		if b.note != "" {
+			skipped++
+			continue
+		}
+		if b.done {
+			moved++
+			bytes += b.n.Load()
+		}
+	}
+	if moved+skipped == 0 {
+		return ""
+	}
+	d := time.Since(p.start)
+	verb := map[string]string{"push": "pushed", "pull": "pulled"}[action]
+	if verb == "" {
+		verb = "copied"
+	}
+	return fmt.Sprintf("%s %d blobs (%s) in %.2fs, %.1f MB/s; %d skipped (already there)",
+		verb, moved, humanBytes(bytes), d.Seconds(), float64(bytes)/d.Seconds()/1e6, skipped)
 }
 
 // expect registers a blob that an operation will move (or skip).
