@@ -474,9 +474,18 @@ func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error
 		return nil, fmt.Errorf("upstream %s unreachable (retrying after %s)", u.reg, u.down.Format(time.RFC3339))
 	}
 	if u.rt == nil {
-		auth, err := authn.Resolve(ctx, authn.DefaultKeychain, u.reg)
-		if err != nil {
-			auth = authn.Anonymous
+		// credentials (docker config.json of the hub's user) are looked up under the
+		// registry's own name (docker.io), then the upstream host's.
+		auth := authn.Anonymous
+		for _, host := range []string{u.name, u.reg.RegistryStr()} {
+			reg, err := name.NewRegistry(host)
+			if err != nil {
+				continue
+			}
+			if a, err := authn.Resolve(ctx, authn.DefaultKeychain, reg); err == nil && a != authn.Anonymous {
+				auth = a
+				break
+			}
 		}
 		rt, err := transport.NewWithContext(ctx, u.reg, auth, u.base, []string{u.reg.Repo(repo).Scope(transport.PullScope)})
 		if err != nil {

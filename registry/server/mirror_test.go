@@ -2,15 +2,19 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -18,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // countingHub is an upstream hub that counts the GETs it answers, by kind.
@@ -341,4 +346,33 @@ func TestMirrorBlobHeadDoesNotDownload(t *testing.T) {
 	assert.Equal(t, b, b2)
 	assert.Equal(t, int64(1), up.blobs.Load())
 	assert.True(t, srv.mirror.exists(context.Background(), blobData(digest.Digest(ld.String()))))
+}
+
+// An upstream that needs credentials gets the hub user's docker config.json ones.
+func TestMirrorAuthenticatedUpstream(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	require.NoError(t, err)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, os.WriteFile(htpasswd, []byte("mirror:"+string(hash)+"\n"), 0o600))
+	_, upTS := newTestServer(t, Config{Htpasswd: htpasswd})
+	upHost := strings.TrimPrefix(upTS.URL, "http://")
+	basic := &authn.Basic{Username: "mirror", Password: "pw"}
+	img := randomImg(t, 1)
+	r, err := name.ParseReference(upHost + "/library/secret:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(r, img, remote.WithAuth(basic)))
+	want, err := img.Digest()
+	require.NoError(t, err)
+
+	cfgDir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("mirror:pw"))
+	require.NoError(t, os.WriteFile(filepath.Join(cfgDir, "config.json"),
+		[]byte(`{"auths":{"`+upHost+`":{"auth":"`+auth+`"}}}`), 0o600))
+	t.Setenv("DOCKER_CONFIG", cfgDir)
+
+	_, ts := newTestServer(t, Config{Mirrors: []Mirror{{Registry: "docker.io", URL: upTS.URL}}})
+	site := strings.TrimPrefix(ts.URL, "http://")
+	got, err := pullAll(t, site+"/library/secret:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
 }
