@@ -8,8 +8,8 @@
 #   nodes.sh env         print the connection settings (KEY=VALUE, for scripts and tests)
 #
 # Each node is an sshd in its own mount namespace (unshare -m, private propagation) with
-# per-node bind mounts over /var/lib/sealos, /etc/hosts, /root/.ssh, /etc/shadow and /tmp,
-# so what an apply writes there stays per node. Root logs in with the generated key
+# overlays over /etc, /usr/local and /opt and bind mounts over /var/lib/sealos, /etc/hosts,
+# /root/.ssh, /etc/shadow and /tmp, so what an apply writes there stays per node. Root logs in with the generated key
 # (id_ed25519), with the passphrase key (id_ed25519_pass, passphrase in ./passphrase) or with
 # the password in ./password. Needs root, openssh-server, openssl, unshare.
 #
@@ -42,6 +42,13 @@ start_node() {
 	setsid unshare -m --propagation private sh -c '
 		set -e
 		n=$1
+		# Writes to /etc, /usr/local and /opt stay in the node (overlays; best effort).
+		for d in etc usr/local opt; do
+			u="$n/overlay/$(echo $d | tr / _)"
+			mkdir -p "$u/upper" "$u/work" "/$d"
+			mount -t overlay overlay -o "lowerdir=/$d,upperdir=$u/upper,workdir=$u/work" "/$d" ||
+				echo "nodes.sh: no overlay over /$d: writes there reach this machine" >&2
+		done
 		mount --bind "$n/sealos" /var/lib/sealos
 		mount --bind "$n/hosts" /etc/hosts
 		mount --bind "$n/ssh" /root/.ssh
