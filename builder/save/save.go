@@ -245,6 +245,9 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 
 	// 3. Link blobs, manifests and finally tags into each repository.
 	res := &Result{}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
 	for i, p := range plans {
 		if p == nil || errs[i] != nil {
 			continue
@@ -538,6 +541,9 @@ func (s *saver) placeBlob(ctx context.Context, b blob) error {
 func (s *saver) commit(p *plan) error {
 	repo := p.t.repo
 	for _, b := range p.blobs {
+		if !s.layout.HasBlob(b.digest, b.size) {
+			return fmt.Errorf("blob %s was not saved", b.digest)
+		}
 		if err := writeLink(s.layout.LayerLinkPath(repo, b.digest), b.digest); err != nil {
 			return err
 		}
