@@ -191,8 +191,12 @@ func (w *wire) headManifest(ctx context.Context, repo, ref string) (v1.Descripto
 	}
 	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
-		// no digest header: the caller compares against nothing and copies.
-		return v1.Descriptor{}, false, nil
+		// a registry that does not say the digest on HEAD: read the manifest and hash it.
+		m, found, err := w.getManifest(ctx, repo, ref)
+		if err != nil || !found {
+			return v1.Descriptor{}, false, err
+		}
+		return v1.Descriptor{Digest: m.digest, Size: int64(len(m.raw)), MediaType: m.mediaType}, true, nil
 	}
 	return v1.Descriptor{Digest: h, Size: resp.ContentLength, MediaType: types.MediaType(resp.Header.Get("Content-Type"))}, true, nil
 }
