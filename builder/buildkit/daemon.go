@@ -40,13 +40,14 @@ import (
 	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/solver/bboltcachestorage"
+	"github.com/moby/buildkit/solver/pb"
 	"github.com/moby/buildkit/util/bklog"
 	"github.com/moby/buildkit/util/db/boltutil"
 	"github.com/moby/buildkit/util/disk"
 	"github.com/moby/buildkit/util/grpcerrors"
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto" // BuildKit's gRPC codec
 	"github.com/moby/buildkit/util/leaseutil"
-	"github.com/moby/buildkit/util/network/netproviders"
+	"github.com/moby/buildkit/util/network"
 	"github.com/moby/buildkit/util/resolver"
 	resolverconfig "github.com/moby/buildkit/util/resolver/config"
 	"github.com/moby/buildkit/util/winlayers"
@@ -106,6 +107,7 @@ type Daemon struct {
 	after    []func() error
 	worker   *base.Worker
 	gcPolicy []client.PruneInfo
+	pruneMu  sync.Mutex
 }
 
 // opened lists the state directories opened by this process. BuildKit keeps process-wide
@@ -327,10 +329,11 @@ func (d *Daemon) newWorkerOpt(snFactory runc.SnapshotterFactory) (base.WorkerOpt
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
 	}
-	np, proxyProvider, npMode, err := netproviders.Providers(netproviders.Opt{Mode: "host"})
-	if err != nil {
-		return opt, err
-	}
+	// Host networking, as buildkitd without CNI. netproviders.Providers would also make a
+	// proxy provider, whose CA key generation costs up to a second of CPU at every start.
+	host := network.NewHostProvider()
+	np := map[pb.NetMode]network.Provider{pb.NetMode_UNSET: host, pb.NetMode_HOST: host, pb.NetMode_NONE: network.NewNoneProvider()}
+	const npMode = "host"
 	rm, err := resources.NewMonitor()
 	if err != nil {
 		return opt, err
@@ -341,7 +344,6 @@ func (d *Daemon) newWorkerOpt(snFactory runc.SnapshotterFactory) (base.WorkerOpt
 			Root:            filepath.Join(root, "executor"),
 			ProcessMode:     oci.ProcessSandbox,
 			ResourceMonitor: rm,
-			ProxyProvider:   proxyProvider,
 		}, np)
 		if err != nil {
 			return opt, err
@@ -393,7 +395,6 @@ func (d *Daemon) newWorkerOpt(snFactory runc.SnapshotterFactory) (base.WorkerOpt
 		},
 		MetadataStore:    md,
 		NetworkProviders: np,
-		ProxyProvider:    proxyProvider,
 		Executor:         exe,
 		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, mdb.Snapshotter(snFactory.Name), "buildkit", nil),
 		ContentStore:     c,
@@ -460,15 +461,24 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 	srv := d.server
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	select {
-	case <-ctx.Done():
-		l.Close()
-		return nil
-	case err := <-errc:
-		if errors.Is(err, grpc.ErrServerStopped) {
+	tick := time.NewTicker(pruneEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if d.worker != nil && len(d.gcPolicy) > 0 {
+				d.prune()
+			}
+			continue
+		case <-ctx.Done():
+			l.Close()
 			return nil
+		case err := <-errc:
+			if errors.Is(err, grpc.ErrServerStopped) {
+				return nil
+			}
+			return err
 		}
-		return err
 	}
 }
 
@@ -484,7 +494,7 @@ func (d *Daemon) Close() error {
 				d.server.Stop()
 			}
 		}
-		if d.worker != nil && len(d.gcPolicy) > 0 {
+		if d.worker != nil && d.pruneDue() {
 			d.prune()
 		}
 		if d.cancel != nil {
@@ -512,6 +522,19 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// pruneEvery is how often the cache is garbage collected. Collecting needs the disk usage
+// of every cache record, a walk of every snapshot, so it is not done on every build.
+const pruneEvery = time.Hour
+
+// pruneDue tells whether the last collection is older than pruneEvery.
+func (d *Daemon) pruneDue() bool {
+	if len(d.gcPolicy) == 0 {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(d.root, "gc.stamp"))
+	return err != nil || time.Since(fi.ModTime()) > pruneEvery
+}
+
 // prune applies the GC policy (the default of buildkitd: bounded by age and disk space).
 func (d *Daemon) prune() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -521,10 +544,14 @@ func (d *Daemon) prune() {
 		for range ch {
 		}
 	}()
+	d.pruneMu.Lock()
+	defer d.pruneMu.Unlock()
 	if err := d.worker.Prune(ctx, ch, d.gcPolicy...); err != nil {
 		bklog.L.Warnf("buildkit cache gc: %v", err)
 	}
 	close(ch)
+	_ = os.WriteFile(filepath.Join(d.root, "gc.stamp"), nil, 0o600)
+	_ = os.Chtimes(filepath.Join(d.root, "gc.stamp"), time.Now(), time.Now())
 }
 
 // noRuncExecutor stands in for the runc executor on machines without runc.
