@@ -148,6 +148,10 @@ func TestSaveContext(t *testing.T) {
 	pinned := push(t, up+"/tools/pinned:v1", randomImage(t, 1024, 1))
 	tagged := push(t, up+"/tools/both:v3", randomImage(t, 1024, 1))
 	idxDigest, children := multiArch(t, up+"/multi/arch:v1")
+	kinds := map[string]v1.Hash{}
+	for _, k := range []string{"pod-init", "pod", "pod-debug", "rs", "job", "ds", "crd"} {
+		kinds[k] = push(t, up+"/kinds/"+k+":v1", randomImage(t, 512, 1))
+	}
 
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
@@ -191,6 +195,34 @@ spec:
         spec:
           containers: [{name: c, image: "%s/tools/job:v1"}]
 `, up),
+		"manifests/kinds.yaml": fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  initContainers: [{name: i, image: "%[1]s/kinds/pod-init:v1"}]
+  containers: [{name: c, image: "%[1]s/kinds/pod:v1"}]
+  ephemeralContainers: [{name: e, image: "%[1]s/kinds/pod-debug:v1"}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs}
+spec: {template: {spec: {containers: [{name: c, image: "%[1]s/kinds/rs:v1"}]}}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec: {template: {spec: {containers: [{name: c, image: "%[1]s/kinds/job:v1"}]}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds}
+spec: {template: {spec: {containers: [{name: c, image: "%[1]s/kinds/ds:v1"}]}}}
+---
+apiVersion: example.com/v1
+kind: Operand
+metadata: {name: o}
+spec: {workers: [{image: "%[1]s/kinds/crd:v1"}]}
+`, up),
 		"images/shim/list": fmt.Sprintf("# pinned\n%s/tools/pinned@%s\n%s/tools/both:v3@%s\n\n%s/multi/arch:v1\n", up, pinned, up, tagged, up),
 	})
 
@@ -203,13 +235,15 @@ spec:
 	assert.ElementsMatch(t, []string{
 		up + "/app/web:2.0", up + "/app/db:16", up + "/tools/job:v1", up + "/tools/pinned@" + pinned.String(),
 		up + "/tools/both:v3@" + tagged.String(), up + "/multi/arch:v1",
+		up + "/kinds/pod-init:v1", up + "/kinds/pod:v1", up + "/kinds/pod-debug:v1", up + "/kinds/rs:v1",
+		up + "/kinds/job:v1", up + "/kinds/ds:v1", up + "/kinds/crd:v1",
 	}, refs)
 
 	cache := t.TempDir()
 	regDir := filepath.Join(dir, "registry")
 	res, err := Save(ctx, imgs, Options{RegistryDir: regDir, CacheDir: cache, Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}}})
 	require.NoError(t, err)
-	require.Len(t, res.Images, 6)
+	require.Len(t, res.Images, 13)
 	assert.Greater(t, res.Fetched, int64(0))
 
 	// The saved directory, served by the hub, gives skopeo every image with its digest.
@@ -226,6 +260,9 @@ spec:
 		{saved + "/multi/arch@" + children["amd64"].String(), children["amd64"]},
 	} {
 		assert.Equal(t, c.want, skopeoCopy(t, c.ref, false), c.ref)
+	}
+	for k, d := range kinds {
+		assert.Equal(t, d, skopeoCopy(t, saved+"/kinds/"+k+":v1", false), k)
 	}
 	// The index is kept byte for byte; only the host platform's image is in it.
 	assert.Equal(t, idxDigest, skopeoRaw(t, saved+"/multi/arch:v1"))
