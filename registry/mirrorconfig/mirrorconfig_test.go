@@ -1,9 +1,11 @@
 package mirrorconfig
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
+	"text/template"
 
 	"github.com/BurntSushi/toml"
 	"github.com/stretchr/testify/assert"
@@ -112,6 +114,27 @@ func TestTemplates(t *testing.T) {
 	b, err := os.ReadFile(paths[0])
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `[host."http://{{ .registryDomain }}:{{ .registryPort }}"]`)
+	// rendered as the apply engine renders etc/**/*.tmpl (Go text/template, the env as data)
+	var out bytes.Buffer
+	require.NoError(t, template.Must(template.New("h").Parse(string(b))).Execute(&out,
+		map[string]string{"registryDomain": "sealos.hub", "registryPort": "5000"}))
+	var h hostsFile
+	_, err = toml.Decode(out.String(), &h)
+	require.NoError(t, err)
+	assert.Contains(t, h.Host, "http://sealos.hub:5000")
+
+	p, err := WriteRegistriesConf(filepath.Join(dir, "50-sealos.conf"), Config{Hub: TemplateHub, Registries: []string{"docker.io"}, Template: true})
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "50-sealos.conf.tmpl"), p)
+	b, err = os.ReadFile(p)
+	require.NoError(t, err)
+	out.Reset()
+	require.NoError(t, template.Must(template.New("r").Parse(string(b))).Execute(&out,
+		map[string]string{"registryDomain": "sealos.hub", "registryPort": "5000"}))
+	var r registriesFile
+	_, err = toml.Decode(out.String(), &r)
+	require.NoError(t, err)
+	assert.Equal(t, "sealos.hub:5000/docker.io", r.Registry[0].Mirror[0].Location)
 
 	_, err = ContainerdHosts(Config{Hub: TemplateHub, Template: true, HubPush: true})
 	assert.Error(t, err)
