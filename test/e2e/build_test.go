@@ -369,3 +369,36 @@ func TestBuildReproducible(t *testing.T) {
 	b, _ := build(t, e, t.TempDir(), "-t", "repro:v1", ctx)
 	assert.Equal(t, a.Digest, b.Digest, r)
 }
+
+// TestBuildFlags: --build-arg, --target, --label, --no-cache and -f reach the build.
+func TestBuildFlags(t *testing.T) {
+	needRoot(t)
+	e := engine{name: "embedded", env: []string{"BUILDKIT_HOST="}}
+	root := t.TempDir()
+	ctx := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(ctx, "a.txt"), []byte("a\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(ctx, "build.kubefile"), []byte(`FROM scratch AS one
+ARG WHO=nobody
+ENV WHO=${WHO}
+LABEL stage=one
+COPY a.txt /one/a.txt
+
+FROM scratch AS two
+COPY --from=one /one /two
+LABEL stage=two
+`), 0o644))
+	file := filepath.Join(ctx, "build.kubefile")
+
+	_, r := build(t, e, root, "-f", file, "-t", "flags:one", "--target", "one", "--build-arg", "WHO=alice", "--label", "extra=yes", ctx)
+	ins := inspect(t, e, root, "flags:one")
+	assert.Equal(t, "one", ins.Labels["stage"], r)
+	assert.Equal(t, "yes", ins.Labels["extra"])
+	assert.Contains(t, ins.Env, "WHO=alice")
+
+	build(t, e, root, "-f", file, "-t", "flags:two", ctx)
+	assert.Equal(t, "two", inspect(t, e, root, "flags:two").Labels["stage"])
+
+	again, r := build(t, e, root, "-f", file, "-t", "flags:two", "--no-cache", ctx)
+	assert.Positive(t, again.Steps, r)
+	assert.Zero(t, again.Cached, r)
+}
