@@ -3,11 +3,13 @@
 # and with one `skopeo copy` per image in a row, in the same run, cold and with nothing
 # changed, and print both times and the ratio.
 #
-# Peer: `skopeo copy docker://UPSTREAM/img dir:DIR` for each image, one after the other:
-# the dir: transport stores manifests and blobs as they are (no recompression, digests
-# kept, every blob verified), which is the closest equivalent of what `registry save` does
-# (it writes the same blobs into a registry directory). skopeo has no incremental mode, so
-# its "nothing changed" run copies everything again into the same directories.
+# Peer (the ratio): `skopeo copy docker://UPSTREAM/img dir:DIR` for each image, one after
+# the other: the dir: transport stores manifests and blobs as they are (no recompression,
+# digests kept, every blob verified): the cheapest way for skopeo to put the same bytes on
+# disk. skopeo has no incremental mode for dir:, so its "nothing changed" run copies
+# everything again. Also shown: `skopeo copy --preserve-digests docker://UPSTREAM/img
+# docker://HUB2/img` into a second hub, which produces the same artifact as `registry save`
+# (a served distribution directory) and skips blobs the hub already has.
 #
 # usage: hack/bench-save.sh [path/to/sealos]   (env: IMAGES=10 MB_PER_IMAGE=100 KEEP=1)
 set -euo pipefail
@@ -109,8 +111,26 @@ echo "cold: sealos registry save ..." >&2
 t0=$(now); sealos_save; t1=$(now); SE_COLD=$(elapsed "$t0" "$t1")
 sync
 
+# The same artifact with skopeo: a second hub's directory.
+HPORT=$(free_port)
+"$SEALOS" registry serve filesystem "$W/hub2" --address 127.0.0.1 --port "$HPORT" 2>"$W/hub2.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$HPORT/v2/" >/dev/null && break; sleep 0.1; done
+skopeo_hub() {
+	for r in "${REFS[@]}"; do
+		name=${r%@*}
+		skopeo --insecure-policy copy -q --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
+			"docker://$UPSTREAM/$name" "docker://127.0.0.1:$HPORT/$name" >/dev/null
+	done
+}
+echo "cold: skopeo copy x$IMAGES to a second hub ..." >&2
+t0=$(now); skopeo_hub; t1=$(now); SH_COLD=$(elapsed "$t0" "$t1")
+sync
+
 echo "nothing changed: skopeo copy x$IMAGES ..." >&2
 t0=$(now); skopeo_all; t1=$(now); SK_WARM=$(elapsed "$t0" "$t1")
+echo "nothing changed: skopeo copy x$IMAGES to a second hub ..." >&2
+t0=$(now); skopeo_hub; t1=$(now); SH_WARM=$(elapsed "$t0" "$t1")
 echo "nothing changed: sealos registry save ..." >&2
 t0=$(now); sealos_save; t1=$(now); SE_WARM=$(elapsed "$t0" "$t1")
 
@@ -129,4 +149,6 @@ done
 printf '\n%-34s %10s %10s %8s\n' "bench-save ($IMAGES images, ${TOTAL} MB)" "skopeo" "sealos" "ratio"
 printf '%-34s %9ss %9ss %8s\n' "cold" "$SK_COLD" "$SE_COLD" "$(ratio "$SK_COLD" "$SE_COLD")"
 printf '%-34s %9ss %9ss %8s\n' "nothing changed" "$SK_WARM" "$SE_WARM" "$(ratio "$SK_WARM" "$SE_WARM")"
-echo "peer: one 'skopeo copy docker://... dir:...' per image in a row; digests of all saved images checked" >&2
+printf '%-34s %9ss %9ss %8s\n' "cold, skopeo to a 2nd hub" "$SH_COLD" "$SE_COLD" "$(ratio "$SH_COLD" "$SE_COLD")"
+printf '%-34s %9ss %9ss %8s\n' "nothing changed, skopeo to 2nd hub" "$SH_WARM" "$SE_WARM" "$(ratio "$SH_WARM" "$SE_WARM")"
+echo "peer: one 'skopeo copy docker://... dir:...' (rows 1-2) or '... docker://hub2/...' (rows 3-4) per image in a row; digests of all saved images checked" >&2
