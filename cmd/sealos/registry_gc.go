@@ -29,7 +29,8 @@ func newRegistryGCCmd() *cobra.Command {
 It is safe while hubs serve DIR: it waits for their writes in flight and blocks new ones
 while it runs, and the hubs forget deleted blobs afterwards. Blobs written less than
 --keep-recent ago are kept, because a client may have pushed them and not yet the manifest
-that refers to them. Anything a manifest refers to is never deleted.`,
+that refers to them. Anything a manifest refers to is never deleted. Upload sessions of
+pushes that were cut off are deleted after --purge-uploads.`,
 		Example: `  sealos registry gc /var/lib/registry --dry-run
   sealos registry gc /var/lib/registry --delete-untagged --keep-recent 0
   sealos registry gc ./registry -o json`,
@@ -51,6 +52,7 @@ that refers to them. Anything a manifest refers to is never deleted.`,
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
 	cmd.Flags().BoolVar(&opts.DeleteUntagged, "delete-untagged", false, "also delete manifests no tag reaches")
 	cmd.Flags().DurationVar(&opts.KeepRecent, "keep-recent", 10*time.Minute, "keep unreferenced blobs written less than this long ago (0 keeps none)")
+	cmd.Flags().DurationVar(&opts.PurgeUploads, "purge-uploads", 24*time.Hour, "delete upload sessions started longer ago than this (cut pushes; 0 keeps them)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "result format: text or json")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not list each deletion on stderr")
 	return cmd
@@ -66,7 +68,7 @@ func printGCResult(w io.Writer, output string, res server.GCResult) error {
 	if res.DryRun {
 		verb = "would delete"
 	}
-	_, err := fmt.Fprintf(w, "%d repositories, %d blobs in use; %s %d blobs (%.1f MB) and %d manifests; kept %d recent blobs\n",
-		res.Repositories, res.MarkedBlobs, verb, len(res.DeletedBlobs), float64(res.FreedBytes)/1e6, len(res.DeletedManifests), res.KeptRecent)
+	_, err := fmt.Fprintf(w, "%d repositories, %d blobs in use; %s %d blobs (%.1f MB), %d manifests and %d stale uploads; kept %d recent blobs\n",
+		res.Repositories, res.MarkedBlobs, verb, len(res.DeletedBlobs), float64(res.FreedBytes)/1e6, len(res.DeletedManifests), res.PurgedUploads, res.KeptRecent)
 	return err
 }

@@ -30,6 +30,9 @@ type GCOptions struct {
 	// KeepRecent keeps unreferenced blobs written less than this long ago: a client may
 	// have pushed them and not yet pushed the manifest that refers to them.
 	KeepRecent time.Duration
+	// PurgeUploads deletes upload sessions started longer ago than this (cut or
+	// abandoned pushes); 0 keeps them (the hub itself purges them after a week).
+	PurgeUploads time.Duration
 	// Log, when set, gets one line per deletion (or would-be deletion).
 	Log io.Writer
 }
@@ -41,6 +44,7 @@ type GCResult struct {
 	DeletedBlobs     []digest.Digest `json:"deletedBlobs"`
 	DeletedManifests []string        `json:"deletedManifests"` // repo@digest
 	KeptRecent       int             `json:"keptRecent"`
+	PurgedUploads    int             `json:"purgedUploads"`
 	FreedBytes       int64           `json:"freedBytes"`
 	DryRun           bool            `json:"dryRun"`
 }
@@ -62,7 +66,7 @@ func CollectGarbage(ctx context.Context, dir string, opts GCOptions) (GCResult, 
 	}
 	d := &syncingDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 100}), root: dir}
 	res, err := collect(ctx, d, opts)
-	changed := !opts.DryRun && (len(res.DeletedBlobs) > 0 || len(res.DeletedManifests) > 0)
+	changed := !opts.DryRun && (len(res.DeletedBlobs) > 0 || len(res.DeletedManifests) > 0 || res.PurgedUploads > 0)
 	if uerr := lock.unlock(dir, changed); uerr != nil && err == nil {
 		err = uerr
 	}
@@ -252,8 +256,19 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 	}
 	res.MarkedBlobs = len(marked)
 
-	var sweep []digest.Digest
 	now := time.Now()
+	if opts.PurgeUploads > 0 {
+		purged, errs := storage.PurgeUploads(ctx, d, now.Add(-opts.PurgeUploads), !opts.DryRun)
+		if err := errors.Join(errs...); err != nil && !isNotFound(err) {
+			return res, fmt.Errorf("purge uploads: %w", err)
+		}
+		for _, p := range purged {
+			logf("delete upload %s", p)
+		}
+		res.PurgedUploads = len(purged)
+	}
+
+	var sweep []digest.Digest
 	err = reg.Blobs().Enumerate(ctx, func(dg digest.Digest) error {
 		if marked[dg] {
 			return nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -263,4 +265,35 @@ func TestGCUnderConstantWrites(t *testing.T) {
 		assert.Equal(t, http.StatusOK, h.do("HEAD", fmt.Sprintf("/v2/busy/w%d/blobs/%s", v.(int), d), nil, nil).status)
 		return true
 	})
+}
+
+// TestGCPurgeUploads: sessions of cut pushes are purged once old enough.
+func TestGCPurgeUploads(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	h.pushBlob("up", []byte("seed"))
+	r := h.do("POST", "/v2/up/blobs/uploads/", nil, nil)
+	require.Equal(t, http.StatusAccepted, r.status)
+	r = h.do("PATCH", h.location(r), map[string]string{"Content-Type": "application/octet-stream"}, randomBytes(1000))
+	require.Equal(t, http.StatusAccepted, r.status)
+	uploads := filepath.Join(dir, "docker/registry/v2/repositories/up/_uploads")
+	entries, err := os.ReadDir(uploads)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+
+	res, err := CollectGarbage(context.Background(), dir, GCOptions{PurgeUploads: time.Hour, KeepRecent: time.Hour})
+	require.NoError(t, err)
+	assert.Zero(t, res.PurgedUploads)
+	res, err = CollectGarbage(context.Background(), dir, GCOptions{PurgeUploads: time.Nanosecond, DryRun: true, KeepRecent: time.Hour})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.PurgedUploads)
+	entries, _ = os.ReadDir(uploads)
+	assert.Len(t, entries, 1)
+	res, err = CollectGarbage(context.Background(), dir, GCOptions{PurgeUploads: time.Nanosecond, KeepRecent: time.Hour})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.PurgedUploads)
+	entries, _ = os.ReadDir(uploads)
+	assert.Empty(t, entries)
+	assert.Equal(t, http.StatusOK, h.do("GET", "/v2/up/blobs/"+digest.FromBytes([]byte("seed")).String(), nil, nil).status)
 }
