@@ -14,7 +14,7 @@ import (
 
 // startHub runs the real hub (registry/server, filesystem storage on a temp dir) on a
 // loopback listener and returns its host:port. wrap, when set, sits in front of it.
-func startHub(t *testing.T, cfg server.Config, wrap func(http.Handler) http.Handler) string {
+func startHub(t testing.TB, cfg server.Config, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	if cfg.RootDirectory == "" && !cfg.InMemory {
 		cfg.RootDirectory = t.TempDir()

@@ -19,7 +19,7 @@ import (
 	"github.com/cluster-image/sealos/store"
 )
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	require.NoError(t, err)
