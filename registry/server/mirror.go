@@ -123,6 +123,9 @@ type upstream struct {
 
 func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTripper) (*mirror, error) {
 	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}, fetching: map[digest.Digest]*blobFetch{}}
+	if s.cfg.ReadOnly {
+		return nil, fmt.Errorf("registry server: mirror mode keeps what it fetches and links: it does not go with a read-only hub")
+	}
 	if rt == nil {
 		rt = http.DefaultTransport
 	}

@@ -274,6 +274,12 @@ func TestMirrorTTL(t *testing.T) {
 	assert.Equal(t, second, got)
 }
 
+func TestMirrorRefusesReadOnly(t *testing.T) {
+	_, err := New(Config{RootDirectory: t.TempDir(), ReadOnly: true, Mirrors: []Mirror{{Registry: "docker.io"}}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "read-only")
+}
+
 func TestParseMirror(t *testing.T) {
 	m, err := ParseMirror("docker.io=https://registry-1.docker.io/")
 	require.NoError(t, err)
