@@ -402,3 +402,22 @@ LABEL stage=two
 	assert.Positive(t, again.Steps, r)
 	assert.Zero(t, again.Cached, r)
 }
+
+// TestBuildkitAddrFlag: --buildkit-addr selects the daemon and wins over $BUILDKIT_HOST;
+// an unreachable daemon is named in the error.
+func TestBuildkitAddrFlag(t *testing.T) {
+	needRoot(t)
+	addr := startBuildkitd(t)
+	e := engine{name: "remote-flag", env: []string{"BUILDKIT_HOST=unix:///nonexistent/buildkitd.sock"}}
+	root := t.TempDir()
+	out, r := build(t, e, root, "--buildkit-addr", addr, "-t", "viaflag:v1", filepath.Join(examplesDir(t), "app"))
+	assert.Positive(t, out.Steps, r)
+	assert.Equal(t, "application", inspect(t, e, root, "viaflag:v1").Type)
+	// The remote daemon keeps no state under --root.
+	_, err := os.Stat(filepath.Join(root, "buildkit"))
+	assert.True(t, os.IsNotExist(err), "no embedded engine state with a remote daemon")
+
+	r = e.sealos(t, root, "build", "-t", "x:v1", filepath.Join(examplesDir(t), "app"))
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, "connect to buildkitd at unix:///nonexistent/buildkitd.sock", r)
+}
