@@ -37,7 +37,7 @@ type clusterFlags struct {
 
 func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cluster, "cluster", "default", "name of the cluster (its state is <root>/clusters/<name>)")
-	fs.StringArrayVarP(&f.env, "env", "e", nil, "KEY=VALUE for templates and commands (repeatable); over the image ENV and spec.env, under host env")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "KEY=VALUE for templates and commands (repeatable; recorded in spec.env); over the image ENV, under host env")
 	fs.BoolVar(&f.force, "force", false, "send every file and run every command again")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "time limit of each remote command")
 	fs.IntVar(&f.parallel, "parallel", 16, "hosts worked on at once")
@@ -110,11 +110,14 @@ func applyCluster(cmd *cobra.Command, c *clusterfile.Cluster, f *clusterFlags) e
 			return err
 		}
 	}
+	// -e values are recorded in spec.env (replacing the same keys), so a later run, add or
+	// apply without them renders the same files.
+	c.Spec.Env = mergeEnv(c.Spec.Env, f.env)
 	progress := &ship.Progress{}
 	stop := showProgress(cmd.ErrOrStderr(), progress)
 	start := time.Now()
 	got, err := apply.Apply(ctx, apply.Options{
-		Root: global.root, Cluster: c, Env: f.env, Source: plan.StoreSource(st, pull),
+		Root: global.root, Cluster: c, Source: plan.StoreSource(st, pull),
 		Force: f.force, Out: cmd.ErrOrStderr(), Timeout: f.timeout, Parallel: f.parallel,
 		Compression: f.compression, Progress: progress, SealosBinary: os.Getenv("SEALOS_BINARY"),
 	})
@@ -136,6 +139,24 @@ func applyCluster(cmd *cobra.Command, c *clusterfile.Cluster, f *clusterFlags) e
 		return fmt.Errorf("%w\nstate: %s (a re-run finishes the job)", err, apply.StatePath(global.root, got.Metadata.Name))
 	}
 	return nil
+}
+
+// mergeEnv returns env with each KEY=VALUE of over replacing the same key or appended.
+func mergeEnv(env, over []string) []string {
+	out := append([]string(nil), env...)
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, e := range out {
+			if ek, _, _ := strings.Cut(e, "="); ek == k {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
@@ -169,6 +190,7 @@ func newRunCmd() *cobra.Command {
 		f              clusterFlags
 		s              sshFlags
 		masters, nodes []string
+		cmds           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run IMAGE...",
@@ -190,7 +212,8 @@ Host keys: the first key a host presents is recorded in
 <root>/clusters/<cluster>/known_hosts; a different key later is refused.`,
 		Example: `  sealos run labring/kubernetes:v1.29.0 --masters 192.168.0.2 --nodes 192.168.0.3,192.168.0.4 -i ~/.ssh/id_ed25519
   sealos run localhost:5000/my/rootfs:v1 localhost:5000/my/app:v1 --masters 10.0.0.2 -p "$PW" -e registryPort=5001
-  sealos run my/app:v2 --cluster prod    # on the hosts of an existing cluster`,
+  sealos run my/app:v2 --cluster prod    # on the hosts of an existing cluster
+  sealos run my/app:v2 --cmd 'kubectl apply -f manifests/custom'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var c *clusterfile.Cluster
@@ -225,11 +248,15 @@ Host keys: the first key a host presents is recorded in
 				return err
 			}
 			s.apply(c, cmd.Flags().Changed)
+			if cmd.Flags().Changed("cmd") {
+				c.Spec.Command = cmds
+			}
 			return applyCluster(cmd, c, &f)
 		},
 	}
 	f.register(cmd.Flags())
 	s.register(cmd.Flags())
+	cmd.Flags().StringArrayVar(&cmds, "cmd", nil, "replace the CMD of the last image (repeatable: one shell command each; spec.command)")
 	cmd.Flags().StringSliceVar(&masters, "masters", nil, "master IPs (comma separated; ip or ip:port); the first runs application images")
 	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "node IPs (comma separated)")
 	return cmd

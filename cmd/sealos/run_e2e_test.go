@@ -118,3 +118,47 @@ spec:
 	require.Error(t, r.err)
 	assert.True(t, strings.Contains(r.stderr, "test/missing:v1"), r.stderr)
 }
+
+// TestExamplesOnNodes builds examples/rootfs and examples/app with sealos build and runs
+// them on three nodes (one master, two nodes).
+func TestExamplesOnNodes(t *testing.T) {
+	sealosBin(t)
+	if os.Geteuid() != 0 {
+		t.Skip("building the examples needs root (the embedded BuildKit)")
+	}
+	set := applytest.StartNodes(t, 3, 12)
+	root := t.TempDir()
+	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	require.NoError(t, err)
+	mustSealos(t, nil, "", "--root", root, "build", "-t", "example-rootfs:v1", filepath.Join(examples, "rootfs"))
+	mustSealos(t, nil, "", "--root", root, "build", "-t", "example-app:v1", filepath.Join(examples, "app"))
+	read := func(i int, p string) string {
+		b, err := os.ReadFile(set.Path(i, p))
+		if err != nil {
+			return err.Error()
+		}
+		return string(b)
+	}
+
+	r := mustSealos(t, nil, "", "--root", root, "run", "example-rootfs:v1", "--masters", set.IPs[0], "--nodes", set.IPs[1]+","+set.IPs[2],
+		"-i", set.Key, "-e", "registryPort=5099")
+	for i, ip := range set.IPs {
+		assert.Contains(t, read(i, "/var/lib/sealos/data/default/rootfs/etc/registry.yml"), "addr: :5099", "templates rendered on %s", ip)
+		assert.Contains(t, read(i, "/var/lib/sealos/data/default/rootfs/etc/hosts.example"), "127.0.0.1 sealos.hub")
+		assert.Contains(t, r.stderr, ip+": example-rootfs v0.1.0 installed", "init ran on %s", ip)
+		assert.Contains(t, r.stderr, ip+": rootfs: /usr/local", "CMD ran on %s", ip)
+	}
+
+	// The application on the first master only; its CMD needs kubectl and helm, so it is
+	// replaced by a command that shows the shipped tree.
+	r = mustSealos(t, nil, "", "--root", root, "run", "example-app:v1", "--cmd", "ls manifests charts/hello; echo ns=$NAMESPACE")
+	assert.Contains(t, r.stderr, set.IPs[0]+": namespace.yaml")
+	assert.Contains(t, r.stderr, set.IPs[0]+": ns=hello")
+	assert.NotContains(t, r.stderr, set.IPs[1]+": ns=")
+	assert.Contains(t, r.stdout, "3 host(s) already up to date", "nothing new for the rootfs (-e registryPort was recorded)")
+
+	mustSealos(t, nil, "", "--root", root, "reset")
+	for i := range set.IPs {
+		assert.Contains(t, read(i, "/var/lib/sealos/data/default/rootfs/etc/registry.yml"), "no such file")
+	}
+}
