@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -29,6 +31,7 @@ type registryServeOptions struct {
 	shutdownTimeout time.Duration
 	mirrors         []string
 	mirrorTTL       time.Duration
+	mirrorTLSVerify bool
 }
 
 func newRegistryServeCmd() *cobra.Command {
@@ -60,6 +63,7 @@ in flight finish (up to --shutdown-timeout); an upload cut short stays invisible
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after a signal")
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "mirror REGISTRY=URL (repeatable), e.g. docker.io=https://registry-1.docker.io: pulls with ?ns=REGISTRY or /v2/REGISTRY/... are served from the hub, fetched from URL on a miss and kept (REGISTRY alone: no upstream)")
 	f.DurationVar(&o.mirrorTTL, "mirror-ttl", 0, "re-check a mirrored tag upstream at most this often (0: keep cached tags forever)")
+	f.BoolVar(&o.mirrorTLSVerify, "mirror-tls-verify", true, "verify the TLS certificates of --mirror upstreams")
 
 	cmd.AddCommand(&cobra.Command{
 		Use:     "filesystem DIR",
@@ -110,6 +114,11 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 		cfg.Mirrors = append(cfg.Mirrors, mr)
 	}
 	cfg.MirrorTTL = o.mirrorTTL
+	if !o.mirrorTLSVerify {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for it
+		cfg.MirrorTransport = t
+	}
 	cfg.Htpasswd = o.htpasswd
 	cfg.ReadOnly = o.readOnly
 	cfg.LogLevel = o.logLevel

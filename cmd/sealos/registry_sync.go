@@ -182,7 +182,7 @@ status 1; the others are copied anyway.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringArrayVar(&repos, "repo", nil, "only repositories whose whole name matches this regular expression (repeatable)")
+	cmd.Flags().StringArrayVar(&repos, "repo", nil, "only repositories whose whole name matches this regular expression (repeatable; plain names also work with registries that have no catalog)")
 	cmd.Flags().StringVar(&tags, "tags", "", "only tags matching this regular expression")
 	return cmd
 }
