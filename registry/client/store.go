@@ -267,6 +267,12 @@ func (f *fetcher) addIndex(ctx context.Context, raw []byte, desc v1.Descriptor, 
 }
 
 // run fetches the blobs the store lacks, o.jobs at a time, then stores the manifests.
+//
+// Where the time goes (pprof of a 64 x 1 MiB pull on a loaded 2-core machine): ~70% of
+// the blob phase is the fsync in store.WriteBlob, which is what makes a pulled blob safe
+// to trust by its name after a crash. More jobs do not help (the disk is the limit); what
+// would is the store starting write-back while it copies (sync_file_range every few MiB,
+// as the hub's upload writer does) so that the final fsync has little left to wait for.
 func (f *fetcher) run(ctx context.Context) error {
 	for _, b := range f.blobs {
 		f.o.progress.expect("pull", b.Digest, b.Size)
