@@ -134,9 +134,14 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	}
 	defer srv.Close()
 
+	if o.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("TLS certificate %s / key %s: %w", o.tlsCert, o.tlsKey, err)
+		}
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen on %s: %w (is another registry running there? pick another --port)", listen, err)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
