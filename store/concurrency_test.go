@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/moby/buildkit/client/ociindex"
@@ -113,11 +114,12 @@ func buildkitWriter(ctx context.Context, s *Store, n int) ([]string, error) {
 		}
 		ref := fmt.Sprintf("localhost/bk-%d:v1", j)
 		od := ocispecs.Descriptor{MediaType: string(desc.MediaType), Digest: toDigest(desc.Digest.String()), Size: desc.Size}
-		for try := 0; try < 100000; try++ {
+		for try := 0; try < 60000; try++ { // bounded: at most about a minute
 			err = ociindex.NewStoreIndex(s.Dir()).Put(od, ociindex.Name(ref))
 			if err == nil || !strings.Contains(err.Error(), "could not lock") {
 				break
 			}
+			time.Sleep(time.Millisecond)
 		}
 		release()
 		if err != nil {
