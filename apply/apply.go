@@ -22,8 +22,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -256,38 +254,10 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
-// exports is the shell prefix that exports env.
-func exports(env map[string]string) string {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if validName(k) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s=%s; ", k, transport.Quote(env[k]))
-	}
-	return b.String()
-}
-
-func validName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i, c := range k {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // runStep runs cmd on each host (in parallel, bounded) unless it already ran there with
 // the same key, recording each host's result. The first failure is returned after all
 // hosts finished, naming host, command, exit code and last lines of output.
-func (r *run) runStep(ctx context.Context, name string, hosts []string, key func(host string) string, cmd func(host string) (string, bool)) error {
+func (r *run) runStep(ctx context.Context, name string, hosts []string, key func(host string) string, cmd func(host string) (string, map[string]string, bool)) error {
 	var todo []string
 	for _, h := range hosts {
 		if !r.o.Force && r.st.done(name, h, key(h)) {
@@ -300,14 +270,14 @@ func (r *run) runStep(ctx context.Context, name string, hosts []string, key func
 	}
 	err := r.pool.ForEach(ctx, todo, func(ctx context.Context, t transport.Transport) error {
 		h := t.Host()
-		c, ok := cmd(h)
+		c, env, ok := cmd(h)
 		started := time.Now()
 		if !ok {
 			return r.st.record(clusterfile.Step{Name: name, Host: h, Result: clusterfile.ResultSkipped, Key: key(h), Started: started.UTC()})
 		}
 		r.logf("%s: %s", h, name)
 		w := newPrefixWriter(r.out, h+": ")
-		err := t.Run(ctx, c, transport.RunOptions{Stdout: w, Stderr: w, Timeout: r.o.Timeout})
+		err := t.Run(ctx, c, transport.RunOptions{Stdout: w, Stderr: w, Timeout: r.o.Timeout, Env: env})
 		w.Flush()
 		s := clusterfile.Step{Name: name, Host: h, Result: clusterfile.ResultOK, Key: key(h), Started: started.UTC(), Elapsed: time.Since(started).Round(time.Millisecond).String()}
 		if err != nil {
@@ -347,13 +317,13 @@ func (r *run) scripts(ctx context.Context) error {
 		key := func(h string) string {
 			return plan.Fingerprint(p.Rootfs[h].Digest(), command, p.HostEnv[h])
 		}
-		err := r.runStep(ctx, "script "+ph.label, ph.hosts, key, func(h string) (string, bool) {
+		err := r.runStep(ctx, "script "+ph.label, ph.hosts, key, func(h string) (string, map[string]string, bool) {
 			if isDefault {
 				if _, ok := p.Rootfs[h].Entry(path.Join(imagespec.DirScripts, ph.label+".sh")); !ok {
-					return "", false
+					return "", nil, false
 				}
 			}
-			return fmt.Sprintf("cd %s && %s%s", transport.Quote(path.Join(r.rootfsDir(), imagespec.DirScripts)), exports(p.HostEnv[h]), command), true
+			return fmt.Sprintf("cd %s && %s", transport.Quote(path.Join(r.rootfsDir(), imagespec.DirScripts)), command), p.HostEnv[h], true
 		})
 		if err != nil {
 			return err
@@ -385,8 +355,8 @@ func (r *run) commands(ctx context.Context) error {
 		for j, c := range cmds {
 			name := fmt.Sprintf("cmd %d.%d %s", i, j, img.Ref)
 			key := func(h string) string { return plan.Fingerprint(img.Digest, c, env(h)) }
-			err := r.runStep(ctx, name, hosts, key, func(h string) (string, bool) {
-				return fmt.Sprintf("cd %s && %s%s", transport.Quote(dir), exports(env(h)), c), true
+			err := r.runStep(ctx, name, hosts, key, func(h string) (string, map[string]string, bool) {
+				return fmt.Sprintf("cd %s && %s", transport.Quote(dir), c), env(h), true
 			})
 			if err != nil {
 				return err

@@ -253,7 +253,7 @@ func TestApplyEndToEnd(t *testing.T) {
 func TestApplyCommandFailure(t *testing.T) {
 	e := newEnv(t, 2, 8)
 	ctx := context.Background()
-	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs(), Cmd: []string{"echo one", "echo about to fail; echo details >&2; exit 3", "echo never"}},
+	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs(), Env: []string{"registryPassword=topsecret"}, Cmd: []string{"echo one", "echo about to fail; echo details >&2; exit 3", "echo never"}},
 		applytest.Layer(map[string]string{"bin/x": "x"}))
 	require.NoError(t, e.st.WriteImage(ctx, "test/fail:v1", img))
 	c := e.cluster(e.ips[:1], e.ips[1:], "test/fail:v1")
@@ -267,4 +267,8 @@ func TestApplyCommandFailure(t *testing.T) {
 	assert.Contains(t, msg, "details")
 	assert.Equal(t, clusterfile.PhaseFailed, got.Status.Phase)
 	assert.NotContains(t, e.out.String(), "never")
+	assert.NotContains(t, msg, "topsecret", "env values are not part of error messages")
+	state, rerr := os.ReadFile(apply.StatePath(e.root, "default"))
+	require.NoError(t, rerr)
+	assert.NotContains(t, string(state), "topsecret")
 }

@@ -99,13 +99,13 @@ func (r *run) registry(ctx context.Context) error {
 		dataKey = append(dataKey, a.Image.Digest)
 	}
 	err = r.runStep(ctx, "registry data", p.Registry, func(string) string { return plan.Fingerprint(dataKey, data) },
-		func(string) (string, bool) {
+		func(string) (string, map[string]string, bool) {
 			var b strings.Builder
 			fmt.Fprintf(&b, "set -e; mkdir -p %s; ", transport.Quote(data))
 			for _, s := range sources {
 				fmt.Fprintf(&b, "if [ -d %[1]s ]; then cp -al --remove-destination %[1]s/. %[2]s/; fi; ", transport.Quote(s), transport.Quote(data))
 			}
-			return b.String(), true
+			return b.String(), nil, true
 		})
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ echo started`, transport.Quote(dd), transport.Quote(args), binSum)
 	marker := hostsMarker(r.name)
 	line := fmt.Sprintf("%s\t%s %s", regIP, domain, marker)
 	err = r.runStep(ctx, "registry hosts entry", p.Hosts, func(string) string { return plan.Fingerprint(line) },
-		func(string) (string, bool) { return setHostsLine(marker, line), true })
+		func(string) (string, map[string]string, bool) { return setHostsLine(marker, line), nil, true })
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func (l *Local) Run(ctx context.Context, cmd string, opts RunOptions) error {
 	ctx, cancel := timeoutCtx(ctx, opts.Timeout)
 	defer cancel()
 	t := newTail(4096)
-	c := exec.Command("/bin/sh", "-c", cmd)
+	c := exec.Command("/bin/sh", "-c", withEnv(opts.Env, cmd))
 	c.Stdin = opts.Stdin
 	c.Stdout = writers(opts.Stdout, t)
 	c.Stderr = writers(opts.Stderr, t)

@@ -203,7 +203,7 @@ func (s *SSH) Run(ctx context.Context, cmd string, opts RunOptions) error {
 	sess.Stdin = opts.Stdin
 	sess.Stdout = writers(opts.Stdout, t)
 	sess.Stderr = writers(opts.Stderr, t)
-	if err := sess.Start(cmd); err != nil {
+	if err := sess.Start(withEnv(opts.Env, cmd)); err != nil {
 		return fmt.Errorf("%s: start %q: %w", s.host, cmd, err)
 	}
 	done := make(chan error, 1)

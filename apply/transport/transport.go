@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,40 @@ type RunOptions struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Timeout time.Duration // DefaultTimeout when zero; negative means none
+	// Env is exported to the command. It is never part of error messages (values may be
+	// secrets); keys that are not shell names are left out.
+	Env map[string]string
+}
+
+// withEnv returns cmd with env exported first.
+func withEnv(env map[string]string, cmd string) string {
+	if len(env) == 0 {
+		return cmd
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		if validName(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s; ", k, Quote(env[k]))
+	}
+	return b.String() + cmd
+}
+
+func validName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrTimeout is wrapped by the error of a command that ran past its timeout.

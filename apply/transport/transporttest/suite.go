@@ -62,6 +62,16 @@ func Run(t *testing.T, tr transport.Transport, scratch string) {
 		assert.Equal(t, hex.EncodeToString(sum[:]), strings.TrimSpace(out))
 	})
 
+	t.Run("Env", func(t *testing.T) {
+		secret := "s3cret 'quoted' $HOME"
+		out, err := runOutEnv(ctx, tr, `printf '%s|%s' "$A_KEY" "$other"`, map[string]string{"A_KEY": secret, "other": "x", "bad-key": "y"})
+		require.NoError(t, err)
+		assert.Equal(t, secret+"|x", out)
+		err = tr.Run(ctx, "exit 3", transport.RunOptions{Env: map[string]string{"PW": secret}})
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "s3cret", "env values never appear in errors")
+	})
+
 	t.Run("Timeout", func(t *testing.T) {
 		start := time.Now()
 		err := tr.Run(ctx, "sleep 30", transport.RunOptions{Timeout: 300 * time.Millisecond})
@@ -125,6 +135,12 @@ func runOut(ctx context.Context, tr transport.Transport, cmd string, stdin *byte
 		opts.Stdin = stdin
 	}
 	err := tr.Run(ctx, cmd, opts)
+	return out.String(), err
+}
+
+func runOutEnv(ctx context.Context, tr transport.Transport, cmd string, env map[string]string) (string, error) {
+	var out bytes.Buffer
+	err := tr.Run(ctx, cmd, transport.RunOptions{Stdout: &out, Env: env})
 	return out.String(), err
 }
 
