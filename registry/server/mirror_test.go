@@ -382,3 +382,35 @@ func TestMirrorAuthenticatedUpstream(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 }
+
+// A client that goes away in the middle of a streamed blob does not stop the download
+// into the hub: the next pull reads the kept copy, with one upstream fetch in all.
+func TestMirrorBlobKeptWhenClientLeaves(t *testing.T) {
+	up := newCountingHub(t)
+	img, err := random.Image(4<<20, 1)
+	require.NoError(t, err)
+	pushTo(t, up.host+"/library/big:v1", img)
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	ld, err := ls[0].Digest()
+	require.NoError(t, err)
+	_, site := siteHub(t, up, 0)
+	u := "http://" + site + "/v2/library/big/blobs/" + ld.String() + "?ns=docker.io"
+
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	buf := make([]byte, 1024)
+	_, err = io.ReadFull(resp.Body, buf)
+	require.NoError(t, err)
+	resp.Body.Close() // gone after 1 KiB
+
+	resp, err = http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	h, n, err := ggcrv1.SHA256(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, ld, h)
+	assert.Positive(t, n)
+	assert.Equal(t, int64(1), up.blobs.Load())
+}
