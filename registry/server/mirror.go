@@ -11,12 +11,13 @@ package server
 //     mirror: GET /v2/library/nginx/manifests/1.27?ns=docker.io.
 //   - path prefix, for clients that cannot send ns (podman, skopeo and buildah with a
 //     registries.conf mirror location "hub:5000/docker.io"):
-//     GET /v2/docker.io/library/nginx/manifests/1.27. The first path element must be a
-//     registry configured with Config.Mirrors.
+//     GET /v2/docker.io/library/nginx/manifests/1.27. The first path element must be the
+//     Namespace of a registry configured with Config.Mirrors.
 //
 // Where content lives: the mirror namespace of registry N for repository R is the hub's
-// repository "N/R" (docker.io/library/nginx; a port's colon becomes "_", see Namespace), distinct from the site's own "R"
-// (library/nginx, e.g. pushed by the site or loaded from a cluster image's registry/). So a
+// repository "N/R" (docker.io/library/nginx; a port's colon becomes "_", see Namespace),
+// distinct from the site's own "R" (library/nginx, e.g. pushed by the site or loaded from
+// a cluster image's registry/). So a
 // cached upstream image never collides with a local push of the same name, and content can
 // also be put into the mirror namespace ahead of time (`sealos registry sync SRC
 // hub:5000/docker.io`).
@@ -554,7 +555,8 @@ func (u *upstream) do(ctx context.Context, method, repo, kind, ref string, accep
 }
 
 // fetchManifest gets repo:ref (a tag or digest) from upstream and stores it in internal,
-// tagged when ref is a tag. An unchanged tag only gets its check time renewed.
+// tagged when ref is a tag (with the time of the check, for Config.MirrorTTL). Storing an
+// unchanged manifest again rewrites the same links: nothing moves.
 func (m *mirror) fetchManifest(ctx context.Context, up *upstream, internal, repo, ref string) error {
 	resp, err := up.do(ctx, http.MethodGet, repo, "manifests", ref, allManifestTypes+", application/vnd.oci.artifact.manifest.v1+json")
 	if err != nil {
