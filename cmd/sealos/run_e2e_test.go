@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -161,4 +163,23 @@ func TestExamplesOnNodes(t *testing.T) {
 	for i := range set.IPs {
 		assert.Contains(t, read(i, "/var/lib/sealos/data/default/rootfs/etc/registry.yml"), "no such file")
 	}
+}
+
+// TestRunPullsMissingImage runs an image that is only in a registry: run pulls it first.
+func TestRunPullsMissingImage(t *testing.T) {
+	bin := sealosBin(t)
+	set := applytest.StartNodes(t, 1, 13)
+	host := serveHub(t, bin)
+	ref := host + "/test/rootfs:v1"
+	img := applytest.Image(applytest.Config{Labels: applytest.Rootfs()}, applytest.Layer(map[string]string{"bin/pulled": "yes"}))
+	r, err := name.ParseReference(ref)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(r, img))
+
+	root := t.TempDir()
+	res := mustSealos(t, []string{"DOCKER_CONFIG=" + t.TempDir()}, "", "--root", root, "run", ref, "--masters", set.IPs[0], "-i", set.Key)
+	assert.Contains(t, res.stderr, "pulling "+ref)
+	b, err := os.ReadFile(set.Path(0, "/var/lib/sealos/data/default/rootfs/bin/pulled"))
+	require.NoError(t, err)
+	assert.Equal(t, "yes", string(b))
 }
