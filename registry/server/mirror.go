@@ -32,8 +32,7 @@ package server
 //     its digest and written into "N/R" (the same distribution storage, so it persists and
 //     is garbage collected like any other). A blob streams to the client that asked for it
 //     while it is stored; concurrent requests for the same tag or digest wait for that one
-//     upstream fetch (singleflight). A HEAD of a missing blob is answered from upstream's
-//     HEAD, without a download.
+//     upstream fetch (singleflight).
 //
 // A blob or manifest already in the hub's blob store under any repository is linked into
 // "N/R" without an upstream request. Requests for registries without an upstream follow
@@ -318,8 +317,10 @@ func (m *mirror) resolveManifestDigest(ctx context.Context, up *upstream, intern
 
 // resolveBlob finds blob d for a pull of internal. A blob that no repository of the hub has
 // is fetched from upstream: the first GET streams it to its client while it is written and
-// verified (served=true); concurrent GETs of the same digest wait for that one fetch, then
-// read the stored blob. A HEAD is answered from the upstream's HEAD, without a download.
+// verified (served=true); concurrent requests for the digest wait for that one fetch, then
+// read the stored blob. A HEAD fetches and keeps the blob too before it is answered: a
+// "yes" for a blob only the upstream has would let a push into the mirror namespace skip
+// an upload the hub then lacks.
 func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, up *upstream, internal, local string, d digest.Digest) (target string, served bool) {
 	if m.exists(ctx, layerLink(internal, d)) && m.exists(ctx, blobData(d)) {
 		return internal, false
@@ -328,9 +329,6 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 		return local, false
 	}
 	if !m.exists(ctx, blobData(d)) && up != nil {
-		if r.Method == http.MethodHead {
-			return internal, m.headUpstream(ctx, w, up, local, d)
-		}
 		m.mu.Lock()
 		f, following := m.fetching[d]
 		stored := !following && m.exists(ctx, blobData(d)) // a fetch finished meanwhile
@@ -348,7 +346,11 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 				return internal, false
 			}
 		} else {
-			served, err := m.streamBlob(context.WithoutCancel(ctx), w, up, internal, local, d)
+			var to http.ResponseWriter
+			if r.Method == http.MethodGet {
+				to = w // a HEAD is answered from the stored copy once it is in
+			}
+			served, err := m.streamBlob(context.WithoutCancel(ctx), to, up, internal, local, d)
 			m.mu.Lock()
 			delete(m.fetching, d)
 			m.mu.Unlock()
@@ -371,27 +373,10 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 // blobFetch is one upstream blob download that other requests for the digest wait for.
 type blobFetch struct{ done chan struct{} }
 
-// headUpstream answers a HEAD for blob d with the upstream's answer, if it has the blob.
-func (m *mirror) headUpstream(ctx context.Context, w http.ResponseWriter, up *upstream, repo string, d digest.Digest) bool {
-	resp, err := up.do(ctx, http.MethodHead, repo, "blobs", d.String(), "")
-	if err != nil {
-		logUpstream(err, "registry mirror: HEAD upstream", "registry", up.name, "repository", repo, "digest", d)
-		return false
-	}
-	resp.Body.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Docker-Content-Digest", d.String())
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	if resp.ContentLength >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-	}
-	w.WriteHeader(http.StatusOK)
-	return true
-}
-
 // streamBlob downloads blob d of repo from upstream into the blob store (verified against
-// d, then linked into internal) and sends it to w as it arrives. served says whether w got
-// a response (then a failure shows to the client as a cut body, and nothing is stored).
+// d, then linked into internal) and sends it to w as it arrives (w nil: to nobody). served
+// says whether w got a response (then a failure shows to the client as a cut body, and
+// nothing is stored).
 func (m *mirror) streamBlob(ctx context.Context, w http.ResponseWriter, up *upstream, internal, repo string, d digest.Digest) (served bool, err error) {
 	resp, err := up.do(ctx, http.MethodGet, repo, "blobs", d.String(), "")
 	if err != nil {
@@ -414,35 +399,40 @@ func (m *mirror) streamBlob(ctx context.Context, w http.ResponseWriter, up *upst
 		_ = fw.Close()
 		_ = m.s.driver.Delete(ctx, path.Dir(tmp))
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Docker-Content-Digest", d.String())
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	if resp.ContentLength >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	served = w != nil
+	client := io.Discard
+	if served {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Docker-Content-Digest", d.String())
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		if resp.ContentLength >= 0 {
+			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+		w.WriteHeader(http.StatusOK)
+		client = &clientWriter{w: w}
 	}
-	w.WriteHeader(http.StatusOK)
 	vr := d.Verifier()
-	if _, err := io.Copy(io.MultiWriter(fw, vr, &clientWriter{w: w}), resp.Body); err != nil {
+	if _, err := io.Copy(io.MultiWriter(fw, vr, client), resp.Body); err != nil {
 		up.failed(err)
 		cancel()
-		return true, fmt.Errorf("blob %s: %w", d, err)
+		return served, fmt.Errorf("blob %s: %w", d, err)
 	}
 	if !vr.Verified() {
 		cancel()
-		return true, fmt.Errorf("blob %s: upstream sent content with another digest", d)
+		return served, fmt.Errorf("blob %s: upstream sent content with another digest", d)
 	}
 	if err := fw.Commit(ctx); err != nil {
 		cancel()
-		return true, err
+		return served, err
 	}
 	if err := fw.Close(); err != nil {
-		return true, err
+		return served, err
 	}
 	if err := m.s.driver.Move(ctx, tmp, blobData(d)); err != nil {
-		return true, err
+		return served, err
 	}
 	_ = m.s.driver.Delete(ctx, path.Dir(tmp))
-	return true, m.s.driver.PutContent(ctx, layerLink(internal, d), []byte(d.String()))
+	return served, m.s.driver.PutContent(ctx, layerLink(internal, d), []byte(d.String()))
 }
 
 // clientWriter writes to a client until the client goes away, then drops the rest, so
