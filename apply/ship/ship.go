@@ -107,6 +107,7 @@ func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Targ
 	err1 := pool.ForEach(ctx, hosts, func(ctx context.Context, tr transport.Transport) error {
 		return byHost[tr.Host()].prepare(ctx, tr, dest, opts)
 	})
+	recordErrors(byHost, err1) // e.g. hosts that could not be reached
 
 	// Phase 2: one stream per group of hosts needing the same bytes.
 	groups := map[string][]*hostJob{}
@@ -142,6 +143,7 @@ func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Targ
 	err3 := pool.ForEach(ctx, pending, func(ctx context.Context, tr transport.Transport) error {
 		return byHost[tr.Host()].commit(ctx, tr, dest)
 	})
+	recordErrors(byHost, err3)
 
 	var results []Result
 	var errs []error
@@ -149,9 +151,6 @@ func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Targ
 		j := byHost[h]
 		if j.err != nil {
 			errs = append(errs, &transport.HostError{Host: h, Err: j.err})
-			continue
-		}
-		if j.failedCommit {
 			continue
 		}
 		results = append(results, j.result(h))
@@ -164,11 +163,34 @@ func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Targ
 			}
 		}
 	}
-	_ = err1 // errors of phase 1 are recorded per host in j.err
-	if err3 != nil {
-		errs = append(errs, err3)
-	}
 	return results, errors.Join(errs...)
+}
+
+// recordErrors sets the error of each host named in err (transport.HostErrors joined by
+// Pool.ForEach) that has none yet.
+func recordErrors(byHost map[string]*hostJob, err error) {
+	for _, e := range flatten(err) {
+		var he *transport.HostError
+		if errors.As(e, &he) {
+			if j, ok := byHost[he.Host]; ok && j.err == nil {
+				j.err = he.Err
+			}
+		}
+	}
+}
+
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 type hostJob struct {
@@ -176,18 +198,17 @@ type hostJob struct {
 	manifest *tree.Manifest
 	digest   string
 
-	tr           transport.Transport
-	cur          string // current generation name ("" when none)
-	oldDigest    string
-	diff         tree.Diff
-	stage        string // stage directory
-	gen          string // the new generation's name
-	compression  string
-	unchanged    bool
-	err          error
-	failedCommit bool
-	sentFiles    int
-	sentBytes    int64
+	tr          transport.Transport
+	cur         string // current generation name ("" when none)
+	oldDigest   string
+	diff        tree.Diff
+	stage       string // stage directory
+	gen         string // the new generation's name
+	compression string
+	unchanged   bool
+	err         error
+	sentFiles   int
+	sentBytes   int64
 }
 
 func (j *hostJob) result(h string) Result {

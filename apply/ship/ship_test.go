@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,4 +148,17 @@ func TestShipLocal(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dest, "f"))
 	require.NoError(t, err)
 	assert.Equal(t, "local", string(b))
+}
+
+func TestShipUnreachableHost(t *testing.T) {
+	ctx := context.Background()
+	pool := transport.NewPool(transport.SSHConfig{Password: "x", DialTimeout: 2 * time.Second})
+	src := t.TempDir()
+	write(t, src, "f", "x", 0o644)
+	local := filepath.Join(t.TempDir(), "rootfs")
+	res, err := ship.Ship(ctx, pool, local, targets(t, src, "127.0.0.1", "127.0.0.254:1"), ship.Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "127.0.0.254:1")
+	require.Len(t, res, 1, "the reachable host is done")
+	assert.Equal(t, "127.0.0.1", res[0].Host)
 }
