@@ -480,7 +480,7 @@ func (nd *node) parseRun() (Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(nd.args) == 0 || (nd.json && len(nd.args) == 0) {
+	if len(nd.args) == 0 {
 		return nil, nd.errorf(`requires a command, e.g. RUN echo hi or RUN ["echo", "hi"]`)
 	}
 	switch n := fl.get("network"); n {
