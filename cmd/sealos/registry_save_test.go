@@ -8,11 +8,14 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +29,7 @@ import (
 	"github.com/cluster-image/sealos/builder/detect"
 	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
+	"github.com/cluster-image/sealos/registry/server"
 )
 
 // serveRegistryDir runs `sealos registry serve filesystem dir` on a free loopback port and
@@ -209,4 +213,106 @@ func TestBuildSavesImages(t *testing.T) {
 	mustSealos(t, nil, "", "--root", root, "build", "--progress", "quiet", "--save-image=false", "-t", "demo/app:v2", dir)
 	r = mustSealos(t, nil, "", "--root", root, "inspect", "--format", `{{range .Images}}{{.}} {{end}}`, "demo/app:v2")
 	assert.Equal(t, "", strings.TrimSpace(r.stdout))
+}
+
+// slowBlob serves the first GET of one blob slowly, so a save can be killed in the middle
+// of it, and records the Range header of every GET of that blob.
+type slowBlob struct {
+	digest string
+	mu     sync.Mutex
+	ranges []string
+}
+
+type slowWriter struct{ http.ResponseWriter }
+
+func (w slowWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 16<<10)
+		m, err := w.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		b = b[k:]
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n, nil
+}
+
+func (s *slowBlob) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+s.digest) {
+			s.mu.Lock()
+			s.ranges = append(s.ranges, r.Header.Get("Range"))
+			first := len(s.ranges) == 1
+			s.mu.Unlock()
+			if first {
+				h.ServeHTTP(slowWriter{w}, r)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestRegistrySaveKilledResumes kills `sealos registry save` (SIGKILL) in the middle of a
+// blob and runs it again: the second run continues the download where it stopped and the
+// result is complete and correct.
+func TestRegistrySaveKilledResumes(t *testing.T) {
+	bin := sealosBin(t)
+	img, err := random.Image(4<<20, 1)
+	require.NoError(t, err)
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	ld, _ := layers[0].Digest()
+	lsize, _ := layers[0].Size()
+	slow := &slowBlob{digest: ld.String()}
+	srv, err := server.New(server.Config{RootDirectory: t.TempDir(), LogLevel: "fatal"})
+	require.NoError(t, err)
+	ts := httptest.NewServer(slow.wrap(srv.Handler()))
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	up := strings.TrimPrefix(ts.URL, "http://")
+	ref, err := name.ParseReference(up + "/big/img:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(ref, img))
+	want, _ := img.Digest()
+
+	root, dir, reg := t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "registry")
+	args := []string{"--root", root, "registry", "save", dir, "--registry-dir", reg, "--images", up + "/big/img:v1"}
+	cmd := exec.Command(bin, args...)
+	require.NoError(t, cmd.Start())
+	partial := filepath.Join(root, "cache", "blobs", "sha256", ld.Hex+".partial")
+	var cut int64
+	for i := 0; i < 2000 && cut == 0; i++ { // bounded wait for the download to be under way
+		if st, err := os.Stat(partial); err == nil && st.Size() > 0 {
+			cut = st.Size()
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Greater(t, cut, int64(0), "the download never started")
+	_, ok := save.Layout{Root: reg}.TagDigest("big/img", "v1")
+	require.False(t, ok, "the killed save wrote the tag")
+	st, err := os.Stat(partial)
+	require.NoError(t, err)
+	require.Less(t, st.Size(), lsize, "the killed save finished the blob")
+
+	mustSealos(t, nil, "", args...)
+	got, ok := save.Layout{Root: reg}.TagDigest("big/img", "v1")
+	require.True(t, ok)
+	assert.Equal(t, want, got)
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	require.Len(t, slow.ranges, 2)
+	assert.Regexp(t, `^bytes=[1-9][0-9]*-$`, slow.ranges[1], "the second run did not resume")
+	if _, err := exec.LookPath("skopeo"); err == nil {
+		saved := serveRegistryDir(t, bin, reg)
+		out := t.TempDir()
+		b, err := exec.Command("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--preserve-digests", "docker://"+saved+"/big/img:v1", "dir:"+out).CombinedOutput()
+		require.NoError(t, err, "%s", b)
+	}
 }
