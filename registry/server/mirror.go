@@ -32,7 +32,8 @@ package server
 //     its digest and written into "N/R" (the same distribution storage, so it persists and
 //     is garbage collected like any other). A blob streams to the client that asked for it
 //     while it is stored; concurrent requests for the same tag or digest wait for that one
-//     upstream fetch (singleflight).
+//     upstream fetch (singleflight). The blobs of a manifest fetched from upstream are
+//     fetched in the background too, so what the hub resolved is complete offline.
 //
 // A blob or manifest already in the hub's blob store under any repository is linked into
 // "N/R" without an upstream request. Requests for registries without an upstream follow
@@ -95,13 +96,15 @@ const (
 )
 
 type mirror struct {
-	s          *Server
-	ttl        time.Duration
-	upstreams  map[string]*upstream // by registry name; nil value: namespace without upstream
-	namespaces map[string]string    // Namespace(registry) -> registry, for path prefixes
-	flight     singleflight.Group   // manifest fetches
-	mu         sync.Mutex           // guards fetching
-	fetching   map[digest.Digest]*blobFetch
+	s           *Server
+	ttl         time.Duration
+	upstreams   map[string]*upstream // by registry name; nil value: namespace without upstream
+	namespaces  map[string]string    // Namespace(registry) -> registry, for path prefixes
+	flight      singleflight.Group   // manifest fetches
+	mu          sync.Mutex           // guards fetching
+	fetching    map[digest.Digest]*blobFetch
+	prefetchSem chan struct{}
+	wg          sync.WaitGroup // background prefetches
 }
 
 // Namespace is the first path element of registry's mirror namespace in the hub: the
@@ -122,7 +125,7 @@ type upstream struct {
 }
 
 func newMirror(s *Server, mirrors []Mirror, ttl time.Duration, rt http.RoundTripper) (*mirror, error) {
-	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}, fetching: map[digest.Digest]*blobFetch{}}
+	m := &mirror{s: s, ttl: ttl, upstreams: map[string]*upstream{}, namespaces: map[string]string{}, fetching: map[digest.Digest]*blobFetch{}, prefetchSem: make(chan struct{}, 4)}
 	if s.cfg.ReadOnly {
 		return nil, fmt.Errorf("registry server: mirror mode keeps what it fetches and links: it does not go with a read-only hub")
 	}
@@ -328,37 +331,13 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 	if m.exists(ctx, layerLink(local, d)) && m.exists(ctx, blobData(d)) {
 		return local, false
 	}
-	if !m.exists(ctx, blobData(d)) && up != nil {
-		m.mu.Lock()
-		f, following := m.fetching[d]
-		stored := !following && m.exists(ctx, blobData(d)) // a fetch finished meanwhile
-		if !following && !stored {
-			f = &blobFetch{done: make(chan struct{})}
-			m.fetching[d] = f
+	if up != nil {
+		var to http.ResponseWriter
+		if r.Method == http.MethodGet {
+			to = w // a HEAD is answered from the stored copy once it is in
 		}
-		m.mu.Unlock()
-		if stored {
-			// fall through to linking
-		} else if following {
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				return internal, false
-			}
-		} else {
-			var to http.ResponseWriter
-			if r.Method == http.MethodGet {
-				to = w // a HEAD is answered from the stored copy once it is in
-			}
-			served, err := m.streamBlob(context.WithoutCancel(ctx), to, up, internal, local, d)
-			m.mu.Lock()
-			delete(m.fetching, d)
-			m.mu.Unlock()
-			close(f.done)
-			logUpstream(err, "registry mirror: fetching blob from upstream", "registry", up.name, "repository", local, "digest", d)
-			if served {
-				return "", true
-			}
+		if m.ensureBlob(ctx, context.WithoutCancel(ctx), to, up, internal, local, d) {
+			return "", true
 		}
 	}
 	if m.exists(ctx, blobData(d)) && !m.exists(ctx, layerLink(internal, d)) {
@@ -372,6 +351,77 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 
 // blobFetch is one upstream blob download that other requests for the digest wait for.
 type blobFetch struct{ done chan struct{} }
+
+// ensureBlob makes the blob store hold d, fetching it from up (repository repo, kept in
+// internal) unless it is there or being fetched; a fetch already running is waited for
+// (until wait is done). The fetch streams to w when w is set: served says w was answered.
+func (m *mirror) ensureBlob(wait, fetch context.Context, w http.ResponseWriter, up *upstream, internal, repo string, d digest.Digest) (served bool) {
+	m.mu.Lock()
+	f, following := m.fetching[d]
+	stored := !following && m.exists(fetch, blobData(d))
+	if !following && !stored {
+		f = &blobFetch{done: make(chan struct{})}
+		m.fetching[d] = f
+	}
+	m.mu.Unlock()
+	switch {
+	case stored:
+		return false
+	case following:
+		select {
+		case <-f.done:
+		case <-wait.Done():
+		}
+		return false
+	}
+	served, err := m.streamBlob(fetch, w, up, internal, repo, d)
+	m.mu.Lock()
+	delete(m.fetching, d)
+	m.mu.Unlock()
+	close(f.done)
+	logUpstream(err, "registry mirror: fetching blob from upstream", "registry", up.name, "repository", repo, "digest", d)
+	return served
+}
+
+// prefetch fetches the blobs of a manifest just taken from upstream, in the background
+// (a few at a time across the hub), so whatever the hub resolved for a client is complete
+// when the upstream goes away, even if the client itself only looked at the manifest.
+func (m *mirror) prefetch(up *upstream, internal, repo string, raw []byte) {
+	var mf struct {
+		Config *v1.Descriptor  `json:"config"`
+		Layers []v1.Descriptor `json:"layers"`
+	}
+	if json.Unmarshal(raw, &mf) != nil {
+		return
+	}
+	blobs := mf.Layers
+	if mf.Config != nil {
+		blobs = append([]v1.Descriptor{*mf.Config}, blobs...)
+	}
+	ctx := m.s.baseCtx
+	for _, b := range blobs {
+		if len(b.URLs) > 0 || b.Digest.Validate() != nil {
+			continue // foreign layers are not the registry's
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			select {
+			case m.prefetchSem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-m.prefetchSem }()
+			m.ensureBlob(ctx, ctx, nil, up, internal, repo, b.Digest)
+			if ctx.Err() == nil && m.exists(ctx, blobData(b.Digest)) && !m.exists(ctx, layerLink(internal, b.Digest)) {
+				_ = m.link(ctx, layerLink(internal, b.Digest), b.Digest)
+			}
+		}()
+	}
+}
+
+// wait waits for background fetches (after the Server's context is cancelled).
+func (m *mirror) wait() { m.wg.Wait() }
 
 // streamBlob downloads blob d of repo from upstream into the blob store (verified against
 // d, then linked into internal) and sends it to w as it arrives (w nil: to nobody). served
@@ -600,5 +650,6 @@ func (m *mirror) fetchManifest(ctx context.Context, up *upstream, internal, repo
 			return err
 		}
 	}
+	m.prefetch(up, internal, repo, raw)
 	return nil
 }

@@ -414,3 +414,28 @@ func TestMirrorBlobKeptWhenClientLeaves(t *testing.T) {
 	assert.Positive(t, n)
 	assert.Equal(t, int64(1), up.blobs.Load())
 }
+
+// A client that only resolves a tag (a HEAD, as `sealos registry sync` does to compare
+// digests) leaves the whole image in the hub: its blobs are fetched in the background, so
+// it pulls once the upstream is gone.
+func TestMirrorResolvedImageCompleteOffline(t *testing.T) {
+	up := newCountingHub(t)
+	want := pushTo(t, up.host+"/library/app:v1", randomImg(t, 3))
+	srv, site := siteHub(t, up, 0)
+
+	req, err := http.NewRequest(http.MethodHead, "http://"+site+"/v2/library/app/manifests/v1?ns=docker.io", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", allManifestTypes)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, want.String(), resp.Header.Get("Docker-Content-Digest"))
+
+	srv.mirror.wait() // the background fetches end
+	up.ts.Close()
+	got, err := pullAll(t, site+"/library/app:v1", viaNS)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, int64(4), up.blobs.Load(), "each blob fetched once")
+}

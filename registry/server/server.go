@@ -304,6 +304,9 @@ func (s *Server) Close() error {
 	}
 	s.apps = nil
 	s.cancel()
+	if s.mirror != nil {
+		s.mirror.wait() // background upstream fetches stop with the context
+	}
 	if s.gate != nil {
 		errs = append(errs, s.gate.close())
 	}
