@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 // their content has been checked, so a cached blob is never fetched again.
 type Cache struct {
 	Dir string
+	// Progress, if set, counts bytes as they arrive from the network.
+	Progress *atomic.Int64
 }
 
 // Path is where verified blob d lives in the cache.
@@ -175,7 +178,7 @@ func (c Cache) download(ctx context.Context, f fetcher, repo name.Repository, d 
 		// relies on): the filesystem then allocates once instead of on every write.
 		unix.Fallocate(int(pf.Fd()), unix.FALLOC_FL_KEEP_SIZE, have, size-have)
 	}
-	n, err = copyHashed(pf, have, h, resp.Body)
+	n, err = copyHashed(pf, have, h, resp.Body, c.Progress)
 	if err != nil {
 		return have, n, fmt.Errorf("GET %s: %w", u, err)
 	}
@@ -190,7 +193,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // copyHashed writes r to f from offset at, feeding h, in large chunks. (Writing through
 // O_DIRECT was tried: it saves CPU but the disk then caps a save at its raw speed, slower
 // than the page cache here.)
-func copyHashed(f *os.File, at int64, h io.Writer, r io.Reader) (int64, error) {
+func copyHashed(f *os.File, at int64, h io.Writer, r io.Reader, progress *atomic.Int64) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -203,6 +206,9 @@ func copyHashed(f *os.File, at int64, h io.Writer, r io.Reader) (int64, error) {
 				return total, err
 			}
 			total += int64(n)
+			if progress != nil {
+				progress.Add(int64(n))
+			}
 		}
 		if rerr == io.EOF {
 			return total, nil

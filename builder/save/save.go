@@ -146,15 +146,46 @@ type plan struct {
 }
 
 type saver struct {
-	opts    Options
-	layout  Layout
-	cache   Cache
-	puller  *remote.Puller
-	log     *slog.Logger
-	mu      sync.Mutex
-	rts     map[string]*rtEntry
-	fetched atomic.Int64
-	reused  atomic.Int64
+	opts     Options
+	layout   Layout
+	cache    Cache
+	puller   *remote.Puller
+	log      *slog.Logger
+	mu       sync.Mutex
+	rts      map[string]*rtEntry
+	fetched  atomic.Int64
+	reused   atomic.Int64
+	progress atomic.Int64 // bytes received so far, partial blobs included
+}
+
+// progressEvery is how often a long save reports how far it got.
+const progressEvery = 5 * time.Second
+
+// reportProgress logs, every progressEvery until the returned stop is called, how much of
+// want bytes have arrived.
+func (s *saver) reportProgress(ctx context.Context, want int64) (stop func()) {
+	if want == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.log.Info("pulling images", "received_mb", s.progress.Load()>>20, "total_mb", want>>20)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 type rtEntry struct {
@@ -184,7 +215,8 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 	if len(opts.Platforms) == 0 {
 		opts.Platforms = []v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}}
 	}
-	s := &saver{opts: opts, layout: Layout{Root: opts.RegistryDir}, cache: Cache{Dir: opts.CacheDir}, rts: map[string]*rtEntry{}}
+	s := &saver{opts: opts, layout: Layout{Root: opts.RegistryDir}, rts: map[string]*rtEntry{}}
+	s.cache = Cache{Dir: opts.CacheDir, Progress: &s.progress}
 	s.log = opts.Logger
 	if s.log == nil {
 		s.log = slog.Default()
@@ -230,6 +262,13 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 		}
 	}
 	sort.SliceStable(blobs, func(a, b int) bool { return blobs[a].size > blobs[b].size })
+	var want int64
+	for _, b := range blobs {
+		if !s.layout.HasBlob(b.digest, b.size) && !s.cache.Has(b.digest, b.size) {
+			want += b.size
+		}
+	}
+	stopProgress := s.reportProgress(ctx, want)
 	var mu sync.Mutex
 	parallel(ctx, len(blobs), opts.Jobs, func(i int) {
 		if err := s.placeBlob(ctx, blobs[i]); err != nil {
@@ -242,6 +281,8 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 			}
 		}
 	})
+
+	stopProgress()
 
 	// 3. Link blobs, manifests and finally tags into each repository.
 	res := &Result{}
