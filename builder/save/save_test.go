@@ -242,7 +242,8 @@ spec: {workers: [{image: "%[1]s/kinds/crd:v1"}]}
 
 	cache := t.TempDir()
 	regDir := filepath.Join(dir, "registry")
-	res, err := Save(ctx, imgs, Options{RegistryDir: regDir, CacheDir: cache, Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}}})
+	amd64 := []v1.Platform{{OS: "linux", Architecture: "amd64"}}
+	res, err := Save(ctx, imgs, Options{RegistryDir: regDir, CacheDir: cache, Platforms: amd64})
 	require.NoError(t, err)
 	require.Len(t, res.Images, 13)
 	assert.Greater(t, res.Fetched, int64(0))
@@ -277,13 +278,13 @@ spec: {workers: [{image: "%[1]s/kinds/crd:v1"}]}
 	require.NoError(t, err)
 
 	// Nothing changed: nothing fetched.
-	res, err = Save(ctx, imgs, Options{RegistryDir: regDir, CacheDir: cache})
+	res, err = Save(ctx, imgs, Options{RegistryDir: regDir, CacheDir: cache, Platforms: amd64})
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), res.Fetched)
 
 	// Another build sharing the cache fetches no blob again.
 	other := filepath.Join(t.TempDir(), "registry")
-	res, err = Save(ctx, imgs, Options{RegistryDir: other, CacheDir: cache})
+	res, err = Save(ctx, imgs, Options{RegistryDir: other, CacheDir: cache, Platforms: amd64})
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), res.Fetched)
 	assert.Equal(t, web, skopeoCopy(t, hub(t, other, nil)+"/app/web:2.0", false))
