@@ -427,6 +427,14 @@ func (s *saver) resolve(ctx context.Context, t *target) (*plan, error) {
 			return nil, err
 		}
 		top = m
+	} else if h, err := remote.Head(t.ref, remote.WithContext(ctx), remote.Reuse(s.puller)); err == nil && s.cache.Has(h.Digest, h.Size) {
+		// The tag still points at a manifest we have: a HEAD is enough (and, unlike a GET,
+		// does not count against Docker Hub's pull limit).
+		m, err := s.manifestByDigest(ctx, t.ref.Context(), h.Digest)
+		if err != nil {
+			return nil, err
+		}
+		top = m
 	} else {
 		d, err := remote.Get(t.ref, remote.WithContext(ctx), remote.Reuse(s.puller))
 		if err != nil {
