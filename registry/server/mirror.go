@@ -437,9 +437,16 @@ func (m *mirror) streamBlob(ctx context.Context, w http.ResponseWriter, up *upst
 		return false, err
 	}
 	defer m.s.leaveWrite()
+	// an upload directory as distribution makes them (a UUID with a startedat file), so
+	// the upload purger removes what a crash leaves behind.
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
-	tmp := path.Join(repoPath(internal), "_uploads", "mirror-"+hex.EncodeToString(id), "data")
+	h := hex.EncodeToString(id)
+	dir := path.Join(repoPath(internal), "_uploads", h[:8]+"-"+h[8:12]+"-"+h[12:16]+"-"+h[16:20]+"-"+h[20:])
+	if err := m.s.driver.PutContent(ctx, path.Join(dir, "startedat"), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return false, err
+	}
+	tmp := path.Join(dir, "data")
 	fw, err := m.s.driver.Writer(ctx, tmp, false)
 	if err != nil {
 		return false, err
