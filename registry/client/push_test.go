@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -298,4 +299,33 @@ func TestTLSVerify(t *testing.T) {
 	gd, err := got.Digest()
 	require.NoError(t, err)
 	assert.Equal(t, desc.Digest, gd)
+}
+
+func TestPushStopsWhenCancelled(t *testing.T) {
+	arrived := make(chan struct{}, 16)
+	stall := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+				_, _ = io.Copy(io.Discard, r.Body) // so the server notices the client leaving
+				arrived <- struct{}{}
+				<-r.Context().Done() // a hub that never answers
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	host := startHub(t, server.Config{}, stall)
+	img, err := random.Image(16<<10, 2)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.Push(ctx, img, host+"/stuck/app:v1")
+		done <- err
+	}()
+	<-arrived // an upload is in flight
+	cancel()
+	err = <-done
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
 }
