@@ -33,6 +33,13 @@ An oci-archive keeps every digest; a docker-archive keeps image IDs.`,
 				return fmt.Errorf("unknown --output %q: use text or json", output)
 			}
 			var r io.Reader = cmd.InOrStdin()
+			if input == "" {
+				if f, ok := r.(*os.File); ok {
+					if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+						return fmt.Errorf("load: stdin is a terminal; give the archive with -i FILE or pipe it in")
+					}
+				}
+			}
 			if input != "" && input != "-" {
 				f, err := os.Open(input)
 				if err != nil {
