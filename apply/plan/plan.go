@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,12 +251,20 @@ func unpack(workDir, kind string, layers []v1.Layer) (*tree.Tree, string, error)
 		return nil, "", err
 	}
 	defer os.RemoveAll(tmp)
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		return nil, "", err
+	// One layer is read as it is; several are flattened first (whiteouts across layers).
+	var rc io.ReadCloser
+	if len(layers) == 1 {
+		if rc, err = layers[0].Uncompressed(); err != nil {
+			return nil, "", fmt.Errorf("plan: unpack %s: %w", kind, err)
+		}
+	} else {
+		img, err := mutate.AppendLayers(empty.Image, layers...)
+		if err != nil {
+			return nil, "", err
+		}
+		rc = mutate.Extract(img)
 	}
-	rc := mutate.Extract(img)
-	err = tree.Untar(rc, tmp)
+	m, err := tree.UntarManifest(rc, tmp)
 	rc.Close()
 	if err != nil {
 		return nil, "", fmt.Errorf("plan: unpack %s: %w", kind, err)
@@ -264,14 +273,10 @@ func unpack(workDir, kind string, layers []v1.Layer) (*tree.Tree, string, error)
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, "", err
 	}
-	t, err := tree.New(dir)
-	if err != nil {
+	if err := os.WriteFile(manifestFile, m.Marshal(), 0o600); err != nil {
 		return nil, "", err
 	}
-	if err := os.WriteFile(manifestFile, t.BaseManifest.Marshal(), 0o600); err != nil {
-		return nil, "", err
-	}
-	return t, key, nil
+	return &tree.Tree{Base: dir, BaseManifest: m}, key, nil
 }
 
 // prune removes trees of earlier runs that this plan does not use.

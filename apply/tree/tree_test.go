@@ -64,13 +64,20 @@ func TestUntarNeverWritesThroughSymlink(t *testing.T) {
 	require.NoError(t, os.Mkdir(outside, 0o755))
 	dir := filepath.Join(parent, "root")
 	// As mutate.Extract emits it: the upper layer's symlink first, a lower layer's file below it after.
-	err := Untar(mkTar(t,
+	m, err := UntarManifest(mkTar(t,
 		ent{name: "etc", typ: tar.TypeSymlink, link: outside},
 		ent{name: "etc/passwd", body: "pwned", typ: tar.TypeReg},
 		ent{name: "ok/file", body: "fine", typ: tar.TypeReg, mode: 0o755},
 		ent{name: "ok", typ: tar.TypeDir, mode: 0o750},
+		ent{name: "a/b/c", body: "deep", typ: tar.TypeReg},
+		ent{name: "a/b/hard", typ: tar.TypeLink, link: "a/b/c"},
+		ent{name: "a/.wh.gone", typ: tar.TypeReg},
 	), dir)
 	require.NoError(t, err)
+	scanned, err := Scan(dir)
+	require.NoError(t, err)
+	assert.Equal(t, scanned.Entries, m.Entries, "the manifest made while extracting is the one a scan gives")
+	assert.NotContains(t, m.Map(), "a/.wh.gone")
 	_, err = os.Stat(filepath.Join(outside, "passwd"))
 	assert.True(t, os.IsNotExist(err), "nothing written outside")
 	b, err := os.ReadFile(filepath.Join(dir, "ok", "file"))

@@ -5,6 +5,8 @@ package tree
 
 import (
 	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +24,31 @@ var ErrUnsafePath = errors.New("unsafe path in archive")
 // (an entry below a symlink is shadowed by it and skipped, as in a flattened image), and
 // keeps hard links inside dir. Ownership is not restored; permission bits are. Device
 // nodes and FIFOs are skipped.
+//
+// Whiteout entries (".wh.*", OCI layer deletions) are skipped: flatten layers first
+// (mutate.Extract) when there are several.
 func Untar(r io.Reader, dir string) error {
+	_, err := UntarManifest(r, dir)
+	return err
+}
+
+// UntarManifest is Untar that also returns the manifest of what it wrote, hashing files
+// as they are written (the same as Scan(dir) would return, without reading dir again).
+func UntarManifest(r io.Reader, dir string) (*Manifest, error) {
+	entries := map[string]Entry{}
+	err := untar(r, dir, entries)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Entries: make([]Entry, 0, len(entries))}
+	for _, e := range entries {
+		m.Entries = append(m.Entries, e)
+	}
+	m.sort()
+	return m, nil
+}
+
+func untar(r io.Reader, dir string, entries map[string]Entry) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -45,14 +71,14 @@ func Untar(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		if rel == "" {
+		if rel == "" || strings.HasPrefix(path.Base(rel), ".wh.") {
 			continue
 		}
 		if shadowed(rel, nondir) {
 			continue
 		}
 		target := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := mkParents(dir, rel, nondir); err != nil {
+		if err := mkParents(dir, rel, entries); err != nil {
 			return err
 		}
 		mode := os.FileMode(h.Mode & 0o7777)
@@ -64,7 +90,8 @@ func Untar(r io.Reader, dir string) error {
 			if err := os.MkdirAll(target, 0o755); err != nil {
 				return err
 			}
-			dirs = append(dirs, dirMode{target, mode})
+			dirs = append(dirs, dirMode{target, mode | 0o700})
+			entries[rel] = Entry{Path: rel, Type: TypeDir, Mode: uint32(mode | 0o700)}
 		case tar.TypeReg, tar.TypeRegA:
 			if _, err := os.Lstat(target); err == nil {
 				continue // already extracted from an upper layer
@@ -73,7 +100,8 @@ func Untar(r io.Reader, dir string) error {
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(f, tr)
+			h := sha256.New()
+			n, err := io.Copy(io.MultiWriter(f, h), tr)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -84,6 +112,7 @@ func Untar(r io.Reader, dir string) error {
 				return fmt.Errorf("extract %s: %w", rel, err)
 			}
 			nondir[rel] = true
+			entries[rel] = Entry{Path: rel, Type: TypeFile, Mode: uint32(mode), Size: n, Sum: hex.EncodeToString(h.Sum(nil))}
 		case tar.TypeSymlink:
 			if _, err := os.Lstat(target); err == nil {
 				continue
@@ -92,6 +121,7 @@ func Untar(r io.Reader, dir string) error {
 				return err
 			}
 			nondir[rel] = true
+			entries[rel] = Entry{Path: rel, Type: TypeSymlink, Mode: 0o777, Link: h.Linkname}
 		case tar.TypeLink:
 			lrel, err := cleanName(h.Linkname)
 			if err != nil || lrel == "" {
@@ -112,13 +142,16 @@ func Untar(r io.Reader, dir string) error {
 				return err
 			}
 			nondir[rel] = true
+			e := entries[lrel]
+			e.Path = rel
+			entries[rel] = e
 		default:
 			// Devices, FIFOs and the like have no place in a cluster image.
 		}
 	}
 	// Directory modes last, so a read-only directory does not stop its own extraction.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i].p, dirs[i].mode|0o700); err != nil {
+		if err := os.Chmod(dirs[i].p, dirs[i].mode); err != nil {
 			return err
 		}
 	}
@@ -154,10 +187,23 @@ func shadowed(rel string, nondir map[string]bool) bool {
 	return false
 }
 
-func mkParents(dir, rel string, nondir map[string]bool) error {
+// mkParents creates the parents of rel, recording those it creates in entries.
+func mkParents(dir, rel string, entries map[string]Entry) error {
 	parent := path.Dir(rel)
 	if parent == "." {
 		return nil
 	}
-	return os.MkdirAll(filepath.Join(dir, filepath.FromSlash(parent)), 0o755)
+	if _, ok := entries[parent]; ok {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(parent)), 0o755); err != nil {
+		return err
+	}
+	for p := parent; p != "."; p = path.Dir(p) {
+		if _, ok := entries[p]; ok {
+			break
+		}
+		entries[p] = Entry{Path: p, Type: TypeDir, Mode: 0o755}
+	}
+	return nil
 }
