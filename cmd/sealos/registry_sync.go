@@ -140,12 +140,15 @@ func newRegistrySyncCmd() *cobra.Command {
 		Use:   "sync SOURCE DESTINATION",
 		Short: "Copy repositories from one registry to another, incrementally",
 		Long: `sync copies every repository and tag of SOURCE to DESTINATION, both written
-host[:port][/path]. Without a path, SOURCE means every repository in its catalog (narrowed
-by --repo); with one, just that repository. A source repository R lands at DESTINATION's
-path joined with R: "sync src:5000 dst:5000/docker.io" puts src:5000/library/nginx at
-dst:5000/docker.io/library/nginx (the hub's mirror namespace for docker.io). SOURCE may also
-be a registry storage directory (./registry of a cluster image), served read-only for the
-sync.
+host[:port][/path]: registry to registry, or repository to repository.
+
+Registry to registry: SOURCE without a path means every repository in its catalog
+(narrowed by --repo), and a source repository R lands at DESTINATION's path joined with R:
+"sync src:5000 dst:5000/docker.io" puts src:5000/library/nginx at
+dst:5000/docker.io/library/nginx (the hub's mirror namespace for docker.io). Repository to
+repository: "sync src:5000/library/nginx dst:5000/docker.io/library/nginx" (a bare
+DESTINATION registry keeps the name). SOURCE may also be a registry storage directory
+(./registry of a cluster image), served read-only for the sync.
 
 Manifests are copied as raw bytes, so digests never change; referrers (signatures, SBOMs)
 come along, found through the referrers API or the sha256-<hex> fallback tag. A tag the
@@ -158,6 +161,9 @@ status 1; the others are copied anyway.`,
 
   # one project's release tags into the hub's docker.io mirror namespace
   sealos registry sync --repo 'library/.*' --tags '^v?[0-9.]+$' src.example.com sealos.hub:5000/docker.io
+
+  # one repository, every tag, to another name
+  sealos registry sync src.example.com/library/nginx sealos.hub:5000/docker.io/library/nginx
 
   # the registry/ directory of a cluster image, as JSON for scripts
   sealos registry sync -o json ./rootfs/registry sealos.hub:5000`,

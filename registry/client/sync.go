@@ -129,10 +129,12 @@ func (l Location) String() string {
 	return l.Registry.RegistryStr() + "/" + l.Path
 }
 
-// Sync copies repositories from src to dst ("host[:port][/path]"). With a path, src names
-// one repository; without, every repository of src's catalog (filtered by Repos). Each
+// Sync copies repositories from src to dst ("host[:port][/path]"). Registry to registry:
+// src without a path means every repository of its catalog (filtered by Repos), and each
 // source repository R lands at dst's path joined with R ("dst.example/mirror" +
-// "library/nginx" = "dst.example/mirror/library/nginx"). Every tag (filtered by Tags) is
+// "library/nginx" = "dst.example/mirror/library/nginx"). Repository to repository: src
+// with a path names one repository, copied to dst's path (or to the same name, when dst
+// is a bare registry). Every tag (filtered by Tags) is
 // copied with its manifests as raw bytes (digests unchanged), the blobs they need, and
 // their referrers. A tag the destination already holds with the same digest costs one HEAD
 // there; blobs the destination has are not sent again, so an interrupted sync resumes.
@@ -170,6 +172,10 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 		return nil, err
 	}
 	rep := &SyncReport{Source: sl.String(), Destination: dl.String()}
+	target := func(r string) string { return path.Join(dl.Path, r) }
+	if sl.Path != "" && dl.Path != "" {
+		target = func(string) string { return dl.Path } // repository to repository
+	}
 	// tags of every repository (in parallel), then every image (in parallel).
 	type job struct{ srcRepo, dstRepo, tag string }
 	var (
@@ -185,7 +191,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 				if isNotFound(err) && sl.Path == "" { // listed but empty (all tags deleted)
 					return nil
 				}
-				s.record(rep, ImageResult{Source: sl.Registry.RegistryStr() + "/" + r, Destination: path.Join(dl.Registry.RegistryStr(), dl.Path, r), Status: StatusFailed, Error: err.Error()})
+				s.record(rep, ImageResult{Source: sl.Registry.RegistryStr() + "/" + r, Destination: dl.Registry.RegistryStr() + "/" + target(r), Status: StatusFailed, Error: err.Error()})
 				return nil
 			}
 			mu.Lock()
@@ -197,7 +203,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 				if !so.NoReferrers && isFallbackTag(t) {
 					continue // moved along with its subject
 				}
-				jobs = append(jobs, job{srcRepo: r, dstRepo: path.Join(dl.Path, r), tag: t})
+				jobs = append(jobs, job{srcRepo: r, dstRepo: target(r), tag: t})
 			}
 			return nil
 		})

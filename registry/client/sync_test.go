@@ -165,12 +165,18 @@ func TestSyncFilters(t *testing.T) {
 	_, ok = headDigest(t, dst+"/mirror/base/multi:v1")
 	assert.False(t, ok, "repository filtered out")
 
-	// a single repository named in the source
+	// a single repository named in the source: same name, or the repository named in dst
 	rep, err = client.Sync(context.Background(), src+"/app/web", dst, client.SyncOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, 2, rep.Copied)
 	_, ok = headDigest(t, dst+"/app/web:v2")
 	assert.True(t, ok)
+	rep, err = client.Sync(context.Background(), src+"/app/web", dst+"/docker.io/team/web", client.SyncOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, 2, rep.Copied)
+	got, ok = headDigest(t, dst+"/docker.io/team/web:v1")
+	require.True(t, ok)
+	assert.Equal(t, want["app/web:v1"], got)
 }
 
 func TestSyncHostPlatformKeepsIndexDigest(t *testing.T) {
