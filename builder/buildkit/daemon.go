@@ -80,7 +80,7 @@ type DaemonOptions struct {
 	// Frontends are gateway frontends served by name (e.g. for a remote client's
 	// Frontend field). Builds from this project run their frontend in the client instead.
 	Frontends map[string]frontend.Frontend
-	// Debug keeps BuildKit's own logs; otherwise only warnings and errors are logged.
+	// Debug turns on BuildKit's debug logs; otherwise only its errors are logged.
 	Debug bool
 }
 
