@@ -156,6 +156,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 		return nil, err
 	}
 	repos := []string{sl.Path}
+	named := sl.Path != "" // repositories the user named (not listed by the catalog)
 	if sl.Path == "" {
 		if repos, err = s.src.catalog(ctx); err != nil {
 			// registries without a catalog (Docker Hub): --repo values that are plain
@@ -164,7 +165,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 			if lit == nil {
 				return nil, fmt.Errorf("sync: %w (name a repository in the source, or give --repo with plain names)", err)
 			}
-			repos = lit
+			repos, named = lit, true
 		}
 	}
 	repos, err = filterRepos(repos, so.Repos)
@@ -188,7 +189,7 @@ func Sync(ctx context.Context, src, dst string, so SyncOptions, opts ...Option) 
 		g.Go(func() error {
 			tags, err := s.src.tags(gctx, r)
 			if err != nil {
-				if isNotFound(err) && sl.Path == "" { // listed but empty (all tags deleted)
+				if isNotFound(err) && !named { // listed but empty (all tags deleted)
 					return nil
 				}
 				s.record(rep, ImageResult{Source: sl.Registry.RegistryStr() + "/" + r, Destination: dl.Registry.RegistryStr() + "/" + target(r), Status: StatusFailed, Error: err.Error()})
