@@ -423,7 +423,6 @@ type imageCopy struct {
 	seenMu               sync.Mutex
 	seenManifest         map[v1.Hash]bool
 	referrersDone        map[v1.Hash]bool
-	dstHasReferrersAPI   atomic.Int32 // 0 unknown, 1 yes, 2 no
 	fallbackUpdates      sync.Mutex
 }
 
