@@ -80,9 +80,7 @@ docker config.json (see sealos login) and its credential helpers.`,
 			if err != nil {
 				return fmt.Errorf("push: destination %q: %w", dst, err)
 			}
-			if mounts, err := client.MountSources(cmd.Context(), st, dstRef); err == nil {
-				opts = append(opts, client.WithMountFrom(mounts))
-			}
+			opts = append(opts, client.WithMountFromStore(st))
 			desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
 			p.Close()
 			if err != nil {

@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cluster-image/sealos/store"
 )
 
 // DefaultJobs is how many blobs move at once unless WithJobs says otherwise. Small blobs
@@ -42,6 +44,7 @@ type options struct {
 	retries    int
 	retryDelay time.Duration
 	mounts     map[v1.Hash]name.Reference
+	mountStore *store.Store
 }
 
 func makeOptions(opts ...Option) *options {
@@ -98,6 +101,10 @@ func WithRetry(attempts int, firstDelay time.Duration) Option {
 // holds the blob: push then asks the registry to mount it from there instead of sending it.
 // A failed mount falls back to an upload.
 func WithMountFrom(m map[v1.Hash]name.Reference) Option { return func(o *options) { o.mounts = m } }
+
+// WithMountFromStore finds mount sources (see MountSources) in st, and only when the push
+// has blobs to send: a re-push of an unchanged image does not read the store's list.
+func WithMountFromStore(st *store.Store) Option { return func(o *options) { o.mountStore = st } }
 
 // HostPlatform is the platform of this machine, the default for pulls.
 func HostPlatform() v1.Platform {

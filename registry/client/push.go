@@ -136,16 +136,23 @@ func (p *pushPlan) addIndex(idx v1.ImageIndex, depth int) error {
 	return nil
 }
 
-func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Reference, o *options) error {
-	var mountRepos []name.Repository
-	seenRepo := map[string]bool{}
+// mountRepositories returns the repositories of ref's registry (other than ref's own)
+// that o.mounts names, as a set and in order.
+func mountRepositories(o *options, ref name.Reference) ([]name.Repository, map[string]bool) {
+	var repos []name.Repository
+	seen := map[string]bool{}
 	for _, r := range o.mounts {
 		rr := r.Context()
-		if rr.Registry.RegistryStr() == ref.Context().RegistryStr() && rr.RepositoryStr() != ref.Context().RepositoryStr() && !seenRepo[rr.RepositoryStr()] {
-			seenRepo[rr.RepositoryStr()] = true
-			mountRepos = append(mountRepos, rr)
+		if rr.Registry.RegistryStr() == ref.Context().RegistryStr() && rr.RepositoryStr() != ref.Context().RepositoryStr() && !seen[rr.RepositoryStr()] {
+			seen[rr.RepositoryStr()] = true
+			repos = append(repos, rr)
 		}
 	}
+	return repos, seen
+}
+
+func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Reference, o *options) error {
+	mountRepos, seenRepo := mountRepositories(o, ref)
 	start := time.Now()
 	s, err := newSession(ctx, ref.Context(), o, true, mountRepos)
 	if err != nil {
@@ -156,6 +163,18 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 	if got, ok, err := s.headManifest(ctx, ref.Identifier()); err == nil && ok && got.Digest == desc.Digest {
 		slog.Debug("push: target has the manifest already", "digest", desc.Digest, "elapsed", time.Since(start))
 		return nil
+	}
+	// Mount sources from the store are looked up only now that blobs may have to move;
+	// the session is renewed when they add repositories to its token scopes.
+	if o.mountStore != nil && o.mounts == nil {
+		if m, err := MountSources(ctx, o.mountStore, ref); err == nil && len(m) > 0 {
+			o.mounts = m
+			if mountRepos, seenRepo = mountRepositories(o, ref); len(mountRepos) > 0 {
+				if s, err = newSession(ctx, ref.Context(), o, true, mountRepos); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	defer func() { slog.Debug("push: done", "elapsed", time.Since(start)) }()
 

@@ -271,6 +271,14 @@ func TestMountSourcesFromTheStore(t *testing.T) {
 	assert.Equal(t, 3, log.count(http.MethodPost, "from=team%2Fa"))
 	assert.Equal(t, 1, log.count(http.MethodPost, "digest="), "only the config uploaded")
 
+	// The same, found lazily by push itself.
+	require.NoError(t, st.Tag(ctx, host+"/team/a:v1", host+"/team/c:v1"))
+	log.reset()
+	_, err = client.PushFromStore(ctx, st, host+"/team/c:v1", "", client.WithMountFromStore(st))
+	require.NoError(t, err)
+	assert.Equal(t, 3, log.count(http.MethodPost, "mount="))
+	assert.Zero(t, log.count(http.MethodPatch, "/blobs/uploads/"))
+
 	// Other registries and the destination repository itself are never mount sources.
 	other, err := client.ParseReference("other.example.com/team/b:v1")
 	require.NoError(t, err)
