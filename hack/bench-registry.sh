@@ -29,7 +29,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port prints a loopback port nothing listens on (bash only: no python needed).
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 30000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+	echo "bench-registry: no free port" >&2; exit 1
+}
 wait_up() { for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "registry $1 did not start" >&2; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
