@@ -254,128 +254,128 @@ func (s *Store) saveDocker(ctx context.Context, w io.Writer, refs []string) erro
 
 // Load imports the images of an oci-archive or docker-archive (optionally gzipped) read
 // from r, and returns the names it gave them (a digest for an image without a name).
-// A non-file reader (stdin) is spooled to a temporary file in the store first.
+//
+// The archive is read once, as a stream: blobs of an OCI layout go straight into the
+// store. The files of a legacy docker-archive are kept in a temporary tar in the store
+// while reading a stream (stdin); a regular file is read again in place instead.
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
 	release, err := s.Lease(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	f, ok := r.(*os.File)
-	if ok {
+	f, isFile := r.(*os.File)
+	if isFile {
 		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-			ok = false
+			isFile = false
 		}
 	}
-	if !ok {
-		tmp, err := os.CreateTemp(s.path(privateDir, tmpDir), "load-*")
-		if err != nil {
+	var spool *os.File
+	if !isFile {
+		if spool, err = os.CreateTemp(s.path(privateDir, tmpDir), "load-*"); err != nil {
 			return nil, err
 		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		if _, err := io.Copy(tmp, ctxReader{ctx, r}); err != nil {
-			return nil, fmt.Errorf("load: read archive: %w", err)
-		}
-		f = tmp
+		defer os.Remove(spool.Name())
+		defer spool.Close()
 	}
-	opener := func() (io.ReadCloser, error) { return openArchive(f) }
-	kind, err := sniffArchive(opener)
+	rc, err := decompressed(ctxReader{ctx, r})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer rc.Close()
+	index, manifest, err := s.readArchive(ctx, rc, spool)
 	if err != nil {
 		return nil, err
 	}
-	switch kind {
-	case FormatOCIArchive:
-		return s.loadOCI(ctx, opener)
-	default:
-		return s.loadDocker(ctx, opener)
+	switch {
+	case index != nil:
+		return s.loadOCIIndex(ctx, index)
+	case manifest:
+		src := f
+		if spool != nil {
+			src = spool
+		}
+		return s.loadDocker(ctx, func() (io.ReadCloser, error) { return openArchive(src) })
 	}
+	return nil, errors.New("load: the archive is neither an oci-archive (index.json) nor a docker-archive (manifest.json)")
 }
 
-// openArchive returns a fresh reader of the tar in f, gunzipping when needed.
-func openArchive(f *os.File) (io.ReadCloser, error) {
-	sr := io.NewSectionReader(f, 0, 1<<62)
-	br := bufio.NewReaderSize(sr, 64<<10)
+// decompressed returns r, gunzipped when it starts with the gzip magic.
+func decompressed(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	magic, _ := br.Peek(2)
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return zr, nil
+		return gzip.NewReader(br)
 	}
 	return io.NopCloser(br), nil
 }
 
-// sniffArchive tells an OCI layout tar from a docker save tar. A tar with both (docker
-// 25+ writes both) is read as OCI.
-func sniffArchive(opener tarball.Opener) (string, error) {
-	rc, err := opener()
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var hasIndex, hasManifest bool
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("load: not a tar archive: %w", err)
-		}
-		switch path.Clean(h.Name) {
-		case indexFile:
-			hasIndex = true
-		case "manifest.json":
-			hasManifest = true
-		}
-	}
-	switch {
-	case hasIndex:
-		return FormatOCIArchive, nil
-	case hasManifest:
-		return FormatDockerArchive, nil
-	}
-	return "", errors.New("load: the archive is neither an oci-archive (index.json) nor a docker-archive (manifest.json)")
+// openArchive returns a fresh reader of the tar in f, gunzipping when needed.
+func openArchive(f *os.File) (io.ReadCloser, error) {
+	return decompressed(io.NewSectionReader(f, 0, 1<<62))
 }
 
-func (s *Store) loadOCI(ctx context.Context, opener tarball.Opener) ([]string, error) {
-	rc, err := opener()
-	if err != nil {
-		return nil, err
+// readArchive reads a tar once: blobs/sha256/* go into the store, index.json is returned,
+// manifest.json says it is a docker-archive; every other file is copied into spool (a tar)
+// when spool is not nil.
+func (s *Store) readArchive(ctx context.Context, r io.Reader, spool *os.File) (index []byte, manifest bool, err error) {
+	tr := tar.NewReader(r)
+	var tw *tar.Writer
+	if spool != nil {
+		tw = tar.NewWriter(spool)
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var index []byte
+	entries := 0
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
+			if entries == 0 {
+				return nil, false, fmt.Errorf("load: not a tar archive: %w", err)
+			}
+			return nil, false, fmt.Errorf("load: %w", err)
 		}
+		entries++
 		p := path.Clean(h.Name)
 		if p == indexFile {
 			if index, err = io.ReadAll(io.LimitReader(tr, 64<<20)); err != nil {
-				return nil, err
+				return nil, false, fmt.Errorf("load: %w", err)
 			}
 			continue
 		}
-		dir, hexName := path.Split(p)
-		if h.Typeflag != tar.TypeReg || dir != "blobs/sha256/" || len(hexName) != 64 || !hexLike(hexName) {
+		if dir, hexName := path.Split(p); h.Typeflag == tar.TypeReg && dir == "blobs/sha256/" && len(hexName) == 64 && hexLike(hexName) {
+			want := v1.Hash{Algorithm: "sha256", Hex: hexName}
+			if _, _, err := s.WriteBlob(ctx, want, h.Size, tr); err != nil {
+				return nil, false, fmt.Errorf("load: %w", err)
+			}
 			continue
 		}
-		want := v1.Hash{Algorithm: "sha256", Hex: hexName}
-		if _, _, err := s.WriteBlob(ctx, want, h.Size, tr); err != nil {
-			return nil, fmt.Errorf("load: %w", err)
+		if p == "manifest.json" {
+			manifest = true
+		}
+		if tw != nil {
+			if err := tw.WriteHeader(h); err != nil {
+				return nil, false, fmt.Errorf("load: %w", err)
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				return nil, false, fmt.Errorf("load: %w", err)
+			}
+		}
+	}
+	if tw != nil {
+		if err := tw.Close(); err != nil {
+			return nil, false, fmt.Errorf("load: %w", err)
 		}
 	}
 	if err := syncDir(s.path("blobs", "sha256")); err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	return index, manifest, nil
+}
+
+// loadOCIIndex names the images of an archive's index.json, whose blobs are in the store.
+func (s *Store) loadOCIIndex(ctx context.Context, index []byte) ([]string, error) {
 	var in v1.IndexManifest
 	if err := json.Unmarshal(index, &in); err != nil {
 		return nil, fmt.Errorf("load: index.json: %w", err)

@@ -208,3 +208,25 @@ func TestSaveErrors(t *testing.T) {
 	assert.ErrorContains(t, s.Save(ctx, &buf, "zip", "app:v1"), "unknown format")
 	assert.Error(t, s.Save(ctx, &buf, ""))
 }
+
+func TestLoadDockerArchiveFromStream(t *testing.T) {
+	ctx := context.Background()
+	src := newStore(t)
+	require.NoError(t, src.WriteImage(ctx, "app:v1", randomImage(t, 300, 2)))
+	require.NoError(t, src.WriteImage(ctx, "db:v1", randomImage(t, 300, 1)))
+	var buf bytes.Buffer
+	require.NoError(t, src.Save(ctx, &buf, FormatDockerArchive, "app:v1", "db:v1"))
+	dst := newStore(t)
+	got, err := dst.Load(ctx, bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	sort.Strings(got)
+	assert.Equal(t, []string{"docker.io/library/app:v1", "docker.io/library/db:v1"}, got)
+	for _, ref := range got {
+		img, err := dst.Image(ctx, ref)
+		require.NoError(t, err)
+		require.NoError(t, validateImage(img))
+	}
+	ents, err := os.ReadDir(filepath.Join(dst.Dir(), ".sealos", "tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, ents, "the spool is removed")
+}
