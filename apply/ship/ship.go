@@ -354,7 +354,8 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 		go func() {
 			defer wg.Done()
 			cmd := fmt.Sprintf(`tar -x %s -U --no-same-owner -C %s -f -; rc=$?; cat >/dev/null; exit $rc`, tarFlag(j.compression), transport.Quote(j.stage))
-			err := j.tr.Run(ctx, cmd, transport.RunOptions{Stdin: readers[i]})
+			// A big tree may take long: ctx bounds the stream, not the per-command timeout.
+			err := j.tr.Run(ctx, cmd, transport.RunOptions{Stdin: readers[i], Timeout: -1})
 			if err == nil && fan.hasFailed(i) {
 				err = errors.New("the host stopped reading the stream")
 			}
