@@ -413,14 +413,24 @@ func (c *stepCounter) result() (steps, cached int) {
 }
 
 // IsInternalStep tells BuildKit's bookkeeping vertices (loading the context or the
-// Kubefile, resolving metadata, exporting) from the build's own steps.
+// Kubefile, resolving metadata or a local-store base image, exporting) from the build's own
+// steps. Bookkeeping runs on every build and is never reported cached.
 func IsInternalStep(name string) bool {
-	return strings.HasPrefix(name, "[internal]") ||
-		strings.HasPrefix(name, "load ") ||
-		strings.HasPrefix(name, "exporting") ||
-		strings.HasPrefix(name, "resolve ") ||
-		strings.HasPrefix(name, "[auth]") ||
-		slices.Contains([]string{"", "local://context", "local://dockerfile"}, name)
+	if strings.HasPrefix(name, "[internal]") || strings.HasPrefix(name, "[auth]") {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(name, "[context "); ok {
+		// A named context (a local-store image in FROM): its metadata and its load.
+		if _, after, ok := strings.Cut(rest, "] "); ok {
+			name = after
+		}
+	}
+	for _, p := range []string{"load metadata for ", "OCI load from client", "load ", "exporting", "resolve "} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return slices.Contains([]string{"", "local://context", "local://dockerfile"}, name)
 }
 
 // explain turns engine errors users cannot act on into ones they can.

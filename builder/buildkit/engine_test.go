@@ -320,3 +320,19 @@ func TestKubefileFromLocalStore(t *testing.T) {
 		assert.Equal(t, "application/vnd.oci.image.layer.v1.tar+zstd", string(mt))
 	})
 }
+
+func TestIsInternalStep(t *testing.T) {
+	for name, internal := range map[string]bool{
+		"[internal] load build context":                                     true,
+		"[internal] load metadata for docker.io/library/busybox:latest":     true,
+		"[context base:v1] load metadata for docker.io/library/base:v1@sha": true,
+		"[context base:v1] OCI load from client":                            true,
+		"exporting to oci image format":                                     true,
+		"[stage-0 2/3] COPY manifests manifests":                            false,
+		"[base 2/2] RUN [\"/bin/busybox\", \"--install\"]":                  false,
+		"[stage-0 1/3] FROM docker.io/library/base:v1@sha256:abc":           false,
+		"COPY . /": false,
+	} {
+		assert.Equal(t, internal, IsInternalStep(name), name)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cluster-image/sealos/builder/buildkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -192,12 +193,13 @@ func build(t *testing.T, e engine, root string, args ...string) (buildOut, resul
 var vertexLine = regexp.MustCompile(`(?m)^#(\d+) (\[[^\]]+\] .*)$`)
 
 // uncachedSteps lists the build steps of a plain progress log that did not report CACHED
-// (BuildKit's [internal] steps, which load the context, never do and are left out).
+// (BuildKit's bookkeeping steps, which load the context or a base image's metadata, never
+// do and are left out).
 func uncachedSteps(log string) (steps, uncached []string) {
 	seen := map[string]bool{}
 	for _, m := range vertexLine.FindAllStringSubmatch(log, -1) {
 		id, name := m[1], m[2]
-		if strings.HasPrefix(name, "[internal]") || seen[id] {
+		if buildkit.IsInternalStep(name) || seen[id] {
 			continue
 		}
 		seen[id] = true
@@ -291,6 +293,13 @@ func TestBuildFromLocalStore(t *testing.T) {
 		assert.Contains(t, ins.Env, "registryPort=5050")
 		assert.Contains(t, ins.Env, "registryDomain=sealos.hub")
 		assert.Equal(t, []string{"bash scripts/show-info.sh"}, ins.Cmd)
+
+		// Unchanged: every step cached, the local base image included.
+		again, r := build(t, e, root, "-t", "localhost:5000/derived:v2", "--label", "team=ops", ctx)
+		assert.Equal(t, again.Steps, again.Cached, r)
+		steps, uncached := uncachedSteps(r.stderr)
+		assert.NotEmpty(t, steps, r)
+		assert.Empty(t, uncached, r)
 	})
 }
 
