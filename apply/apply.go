@@ -150,6 +150,13 @@ func (r *run) logf(format string, args ...any) { r.out.printf(format+"\n", args.
 
 func (r *run) apply(ctx context.Context) error {
 	start := time.Now()
+	// Connect to the hosts while the plan is computed; failures show in the first step.
+	warm := make(chan struct{})
+	go func() {
+		defer close(warm)
+		_ = r.pool.ForEach(ctx, r.o.Cluster.IPs(), func(context.Context, transport.Transport) error { return nil })
+	}()
+	defer func() { <-warm }()
 	p, err := plan.Build(ctx, plan.Options{
 		Cluster: r.o.Cluster, Env: r.o.Env, Source: r.o.Source,
 		WorkDir: path.Join(ClusterDir(r.o.Root, r.name), "work"),
