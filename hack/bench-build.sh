@@ -84,10 +84,13 @@ buildah_build() { # STORAGE
 	buildah --root "$1/storage" --runroot "$1/run" --storage-driver overlay \
 		bud --layers --quiet -t bench:v1 -f "$CTX/Kubefile" "$CTX" >/dev/null
 }
-# timeit CMD...: prints "WALL CPU" in seconds (CPU = user + sys of CMD and its children:
+# timeit CMD...: prints "WALL CPU" in seconds, after a sync (CPU = user + sys of CMD and its children:
 # on a loaded machine the CPU time is the steadier figure).
 timeit() {
 	local f=$W/time.out TIMEFORMAT='%R %U %S'
+	# Write back what earlier runs left dirty first: otherwise the first fsync of this run
+	# waits for gigabytes of someone else's data (ext4 ordered mode).
+	sync
 	{ time "$@" 2>"$W/cmd.err" || { cat "$W/cmd.err" >&2; exit 1; }; } 2>"$f"
 	awk '{ printf "%.2f %.2f\n", $1, $2 + $3 }' "$f"
 }
