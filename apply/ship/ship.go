@@ -7,12 +7,14 @@
 //	.NAME.<digest>.<random>.manifest   the tree's manifest (path -> type, mode, sha256)
 //
 // An update stages a new generation: the current one hard-linked (cp -al), paths that are
-// gone removed, changed files streamed as one tar (zstd-compressed when the host has
-// zstd, else gzip) and extracted with --unlink-first, so the current generation is never
-// written to. Only a fully received stage is renamed into place and DEST switched to it
-// by an atomic rename of a symlink; a cut connection leaves DEST as it was, and the next
-// run removes the stale stage. A host whose DEST already points at the wanted digest is
-// unchanged: nothing is read or sent but one readlink.
+// gone removed, changed files streamed as tar (zstd-compressed when the host has zstd,
+// else gzip) and extracted by GNU tar, which replaces an existing file by unlinking it
+// first (its default), so the current generation is never written to. Each host gets
+// several streams at once (Options.Streams), each extracted by its own tar: creating
+// many small files is latency bound. Only a fully received stage is renamed into place
+// and DEST switched to it by an atomic rename of a symlink; a cut connection leaves DEST
+// as it was, and the next run removes the stale stage. A host whose DEST already points
+// at the wanted digest is unchanged: nothing is read or sent but one readlink.
 //
 // Hosts that need the same bytes (same old and new manifest) share one stream: the tar is
 // built and compressed once and fanned out to all of them.
@@ -56,6 +58,8 @@ type Options struct {
 	Compression string
 	// Progress, when set, counts bytes as they are sent.
 	Progress *Progress
+	// Streams is how many tar streams each host receives at once (DefaultStreams when 0).
+	Streams int
 	// OnFile, when set, is called after each file is put in a stream (progress).
 	OnFile func(path string, size int64)
 	// Log receives one line per host when set.
@@ -339,6 +343,78 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 	if len(send) == 0 {
 		return
 	}
+	// Several streams per host, each extracted by its own tar: file creation is latency
+	// bound, so parallel extraction on the host is faster than one tar.
+	parts := partition(send, opts.Streams)
+	errs := make([][]error, len(parts))
+	var wg sync.WaitGroup
+	for k, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = sendStream(ctx, jobs, part, comp, opts)
+		}()
+	}
+	wg.Wait()
+	files, bytes := 0, tree.Diff{Send: send}.Bytes()
+	for _, e := range send {
+		if e.Type == tree.TypeFile {
+			files++
+		}
+	}
+	for i, j := range jobs {
+		for k := range parts {
+			if errs[k][i] != nil && j.err == nil {
+				j.err = errs[k][i]
+			}
+		}
+		if j.err == nil {
+			j.sentFiles, j.sentBytes = files, bytes
+		}
+	}
+}
+
+// DefaultStreams is how many tar streams a host receives at once.
+const DefaultStreams = 4
+
+// partition splits entries into n streams: the first has every directory and symlink (in
+// order) and its share of the files; the files are dealt by size so streams are even.
+func partition(send []tree.Entry, n int) [][]tree.Entry {
+	if n <= 0 {
+		n = DefaultStreams
+	}
+	var files int
+	for _, e := range send {
+		if e.Type == tree.TypeFile {
+			files++
+		}
+	}
+	if files < 2*n {
+		n = 1
+	}
+	parts := make([][]tree.Entry, n)
+	sizes := make([]int64, n)
+	for _, e := range send {
+		if e.Type != tree.TypeFile {
+			parts[0] = append(parts[0], e)
+			continue
+		}
+		k := 0
+		for i := range sizes {
+			if sizes[i] < sizes[k] {
+				k = i
+			}
+		}
+		parts[k] = append(parts[k], e)
+		sizes[k] += e.Size + 512
+	}
+	return parts
+}
+
+// sendStream sends one tar stream of send to every job's stage, compressed once and fanned
+// out; it returns each job's error.
+func sendStream(ctx context.Context, jobs []*hostJob, send []tree.Entry, comp string, opts Options) []error {
+	errs := make([]error, len(jobs))
 	fan := &fanout{}
 	readers := make([]*io.PipeReader, len(jobs))
 	for i := range jobs {
@@ -353,24 +429,18 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := fmt.Sprintf(`tar -x %s -U --no-same-owner -C %s -f -; rc=$?; cat >/dev/null; exit $rc`, tarFlag(j.compression), transport.Quote(j.stage))
+			cmd := fmt.Sprintf(`tar -x %s --no-same-owner -C %s -f -; rc=$?; cat >/dev/null; exit $rc`, tarFlag(j.compression), transport.Quote(j.stage))
 			// A big tree may take long: ctx bounds the stream, not the per-command timeout.
 			err := j.tr.Run(ctx, cmd, transport.RunOptions{Stdin: readers[i], Timeout: -1})
 			if err == nil && fan.hasFailed(i) {
 				err = errors.New("the host stopped reading the stream")
 			}
 			if err != nil {
-				j.err = fmt.Errorf("send files: %w", err)
+				errs[i] = fmt.Errorf("send files: %w", err)
 				readers[i].CloseWithError(err)
 				return
 			}
 			readers[i].Close()
-			for _, e := range send {
-				if e.Type == tree.TypeFile {
-					j.sentFiles++
-				}
-			}
-			j.sentBytes = tree.Diff{Send: send}.Bytes()
 		}()
 	}
 	err := writeStream(fan, send, sourceOf(jobs[0]), comp, opts)
@@ -383,12 +453,13 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 	}
 	wg.Wait()
 	if err != nil {
-		for _, j := range jobs {
-			if j.err == nil {
-				j.err = fmt.Errorf("send files: %w", err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("send files: %w", err)
 			}
 		}
 	}
+	return errs
 }
 
 type opener interface {
