@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // ErrUnsafePath is wrapped when an archive entry would land outside the target directory.
@@ -59,15 +60,20 @@ func untar(r io.Reader, dir string, entries map[string]Entry) error {
 		mode os.FileMode
 	}
 	var dirs []dirMode
+	w := newFileWriter(8)
+	defer w.close()
 	for {
-		h, err := tr.Next()
+		if err := w.error(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("read archive: %w", err)
 		}
-		rel, err := cleanName(h.Name)
+		rel, err := cleanName(hdr.Name)
 		if err != nil {
 			return err
 		}
@@ -81,10 +87,10 @@ func untar(r io.Reader, dir string, entries map[string]Entry) error {
 		if err := mkParents(dir, rel, entries); err != nil {
 			return err
 		}
-		mode := os.FileMode(h.Mode & 0o7777)
-		switch h.Typeflag {
+		mode := os.FileMode(hdr.Mode & 0o7777)
+		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+			if e, ok := entries[rel]; ok && e.Type != TypeDir {
 				continue // an upper layer put a file here
 			}
 			if err := os.MkdirAll(target, 0o755); err != nil {
@@ -93,49 +99,64 @@ func untar(r io.Reader, dir string, entries map[string]Entry) error {
 			dirs = append(dirs, dirMode{target, mode | 0o700})
 			entries[rel] = Entry{Path: rel, Type: TypeDir, Mode: uint32(mode | 0o700)}
 		case tar.TypeReg, tar.TypeRegA:
-			if _, err := os.Lstat(target); err == nil {
+			if _, ok := entries[rel]; ok {
 				continue // already extracted from an upper layer
 			}
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return err
-			}
 			h := sha256.New()
-			n, err := io.Copy(io.MultiWriter(f, h), tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = os.Chmod(target, mode)
-			}
-			if err != nil {
-				return fmt.Errorf("extract %s: %w", rel, err)
+			var n int64
+			if hdr.Size <= smallFile {
+				// Small files are written by a pool: creating files is latency bound.
+				data := make([]byte, hdr.Size)
+				if _, err := io.ReadFull(tr, data); err != nil {
+					return fmt.Errorf("extract %s: %w", rel, err)
+				}
+				h.Write(data)
+				n = int64(len(data))
+				w.submit(fileJob{target: target, rel: rel, data: data, mode: mode})
+			} else {
+				f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+				if err != nil {
+					return err
+				}
+				n, err = io.Copy(io.MultiWriter(f, h), tr)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err == nil {
+					err = os.Chmod(target, mode)
+				}
+				if err != nil {
+					return fmt.Errorf("extract %s: %w", rel, err)
+				}
 			}
 			nondir[rel] = true
 			entries[rel] = Entry{Path: rel, Type: TypeFile, Mode: uint32(mode), Size: n, Sum: hex.EncodeToString(h.Sum(nil))}
 		case tar.TypeSymlink:
-			if _, err := os.Lstat(target); err == nil {
+			if _, ok := entries[rel]; ok {
 				continue
 			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
+			if err := os.Symlink(hdr.Linkname, target); err != nil {
 				return err
 			}
 			nondir[rel] = true
-			entries[rel] = Entry{Path: rel, Type: TypeSymlink, Mode: 0o777, Link: h.Linkname}
+			entries[rel] = Entry{Path: rel, Type: TypeSymlink, Mode: 0o777, Link: hdr.Linkname}
 		case tar.TypeLink:
-			lrel, err := cleanName(h.Linkname)
+			lrel, err := cleanName(hdr.Linkname)
 			if err != nil || lrel == "" {
-				return fmt.Errorf("%w: hard link %s -> %s", ErrUnsafePath, h.Name, h.Linkname)
+				return fmt.Errorf("%w: hard link %s -> %s", ErrUnsafePath, hdr.Name, hdr.Linkname)
 			}
 			if shadowed(lrel, nondir) {
-				return fmt.Errorf("%w: hard link %s -> %s goes through a symlink", ErrUnsafePath, h.Name, h.Linkname)
+				return fmt.Errorf("%w: hard link %s -> %s goes through a symlink", ErrUnsafePath, hdr.Name, hdr.Linkname)
 			}
 			src := filepath.Join(dir, filepath.FromSlash(lrel))
+			if err := w.wait(); err != nil { // the target may still be in the pool
+				return err
+			}
 			fi, err := os.Lstat(src)
 			if err != nil || !fi.Mode().IsRegular() {
-				return fmt.Errorf("hard link %s -> %s: target is not a file extracted before it", h.Name, h.Linkname)
+				return fmt.Errorf("hard link %s -> %s: target is not a file extracted before it", hdr.Name, hdr.Linkname)
 			}
-			if _, err := os.Lstat(target); err == nil {
+			if _, ok := entries[rel]; ok {
 				continue
 			}
 			if err := os.Link(src, target); err != nil {
@@ -148,6 +169,9 @@ func untar(r io.Reader, dir string, entries map[string]Entry) error {
 		default:
 			// Devices, FIFOs and the like have no place in a cluster image.
 		}
+	}
+	if err := w.close(); err != nil {
+		return err
 	}
 	// Directory modes last, so a read-only directory does not stop its own extraction.
 	for i := len(dirs) - 1; i >= 0; i-- {
@@ -206,4 +230,92 @@ func mkParents(dir, rel string, entries map[string]Entry) error {
 		entries[p] = Entry{Path: p, Type: TypeDir, Mode: 0o755}
 	}
 	return nil
+}
+
+// smallFile is the size up to which files are written by the pool.
+const smallFile = 1 << 20
+
+type fileJob struct {
+	target, rel string
+	data        []byte
+	mode        os.FileMode
+}
+
+// fileWriter writes small files with a few goroutines.
+type fileWriter struct {
+	jobs    chan fileJob
+	workers sync.WaitGroup
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	closed  bool
+}
+
+func newFileWriter(n int) *fileWriter {
+	w := &fileWriter{jobs: make(chan fileJob, 4*n)}
+	for range n {
+		w.workers.Add(1)
+		go func() {
+			defer w.workers.Done()
+			for j := range w.jobs {
+				if err := writeFile(j); err != nil {
+					w.mu.Lock()
+					if w.err == nil {
+						w.err = err
+					}
+					w.mu.Unlock()
+				}
+				w.pending.Done()
+			}
+		}()
+	}
+	return w
+}
+
+func writeFile(j fileJob) error {
+	f, err := os.OpenFile(j.target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(j.data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(j.target, j.mode)
+	}
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", j.rel, err)
+	}
+	return nil
+}
+
+func (w *fileWriter) submit(j fileJob) {
+	w.pending.Add(1)
+	w.jobs <- j
+}
+
+func (w *fileWriter) error() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// wait waits until every submitted file is written.
+func (w *fileWriter) wait() error {
+	w.pending.Wait()
+	return w.error()
+}
+
+// close stops the workers after the pending writes (safe to call twice).
+func (w *fileWriter) close() error {
+	w.mu.Lock()
+	closed := w.closed
+	w.closed = true
+	w.mu.Unlock()
+	if !closed {
+		close(w.jobs)
+		w.workers.Wait()
+	}
+	return w.error()
 }
