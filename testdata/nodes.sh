@@ -11,7 +11,7 @@
 # overlays over /etc, /usr/local and /opt and bind mounts over /var/lib/sealos, /etc/hosts,
 # /root/.ssh, /etc/shadow and /tmp, so what an apply writes there stays per node. Root logs in with the generated key
 # (id_ed25519), with the passphrase key (id_ed25519_pass, passphrase in ./passphrase) or with
-# the password in ./password. Needs root, openssh-server, openssl, unshare.
+# the password in ./password. Needs root, openssh-server, unshare, and openssl or perl.
 #
 # Settings (environment):
 #   NODES_DIR     state directory (default /var/tmp/sealos-nodes); must not be under /tmp,
@@ -94,7 +94,12 @@ setup() {
 	[ -f "$DIR/id_ed25519_pass" ] || ssh-keygen -q -t ed25519 -N "$(cat "$DIR/passphrase")" -C sealos-nodes-pass -f "$DIR/id_ed25519_pass"
 	[ -f "$DIR/password" ] || { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/password"; }
 	chmod 600 "$DIR/password" "$DIR/passphrase"
-	local hash; hash=$(openssl passwd -6 "$(cat "$DIR/password")")
+	local hash
+	if command -v openssl >/dev/null; then
+		hash=$(openssl passwd -6 "$(cat "$DIR/password")")
+	else # perl-base is always there on Debian; its crypt is libc's
+		hash=$(PW="$(cat "$DIR/password")" perl -e 'print crypt($ENV{PW}, "\$6\$" . join("", map { ("a".."z")[rand 26] } 1..16) . "\$")')
+	fi
 	local i
 	for i in $(seq 1 "$count"); do
 		local n="$DIR/node$i" a; a=$(addr "$i")
