@@ -268,8 +268,8 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 			return nil, fmt.Errorf("build: tag the image: %w", err)
 		}
 	}
-	if cs.linked > 0 {
-		slog.Debug("build: blobs linked from the engine's content store", "blobs", cs.linked, "bytes", cs.linkedSize)
+	if n := cs.linked.Load(); n > 0 {
+		slog.Debug("build: blobs linked from the engine's content store", "blobs", n, "bytes", cs.linkedSize.Load())
 	}
 	steps, cached := count.result()
 	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -18,10 +19,11 @@ import (
 // re-hashes every byte). Anything that cannot be linked goes the normal way.
 type linkingStore struct {
 	content.Store
-	dir        string // the image store (an OCI layout)
-	engineDir  string // the engine's content store root ("" for a remote engine)
-	linked     int
-	linkedSize int64
+	dir       string // the image store (an OCI layout)
+	engineDir string // the engine's content store root ("" for a remote engine)
+	// The export calls Writer from several goroutines at once.
+	linked     atomic.Int64
+	linkedSize atomic.Int64
 }
 
 func (s *linkingStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
@@ -42,8 +44,8 @@ func (s *linkingStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
 				err := os.Link(src, dst)
 				if err == nil || errors.Is(err, os.ErrExist) {
-					s.linked++
-					s.linkedSize += fi.Size()
+					s.linked.Add(1)
+					s.linkedSize.Add(fi.Size())
 					return nil, fmt.Errorf("content %s: %w", d, errdefs.ErrAlreadyExists)
 				}
 			}
