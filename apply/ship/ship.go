@@ -22,6 +22,7 @@ package ship
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -443,7 +444,12 @@ func sendStream(ctx context.Context, jobs []*hostJob, send []tree.Entry, comp st
 			readers[i].Close()
 		}()
 	}
-	err := writeStream(fan, send, sourceOf(jobs[0]), comp, opts)
+	// Big writes: each write becomes SSH packets and wake-ups on every host.
+	bw := bufio.NewWriterSize(fan, 1<<20)
+	err := writeStream(bw, send, sourceOf(jobs[0]), comp, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
 	for _, w := range fan.ws {
 		if err != nil {
 			w.CloseWithError(err)
