@@ -6,10 +6,14 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -timeout 45m
 
-.PHONY: build test test-short vet fmt examples bench-build bench-registry bench-save bench-apply bench-sync clean
+.PHONY: build deps test test-short vet fmt examples bench-build bench-registry bench-save bench-apply bench-sync clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sealos
+
+# Everything the tests, examples and benchmarks need (apt packages as root, pinned Go tools).
+deps:
+	./hack/deps.sh
 
 # The whole suite. CI runs exactly this (see .ci/run for what it installs first).
 test: build

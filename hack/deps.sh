@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the test suite, the examples and the benchmarks drive for real, on Debian
+# as root. Safe to run again: apt and go install skip what is already there.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# System packages:
+#   runc            RUN steps in the embedded BuildKit
+#   busybox-static  a base image for RUN examples (no public registry is reachable)
+#   skopeo buildah  interoperability clients (read our archives, pull from our hub) and peers in benchmarks
+#   openssh-server  target nodes for the apply engine; openssl/perl hash their passwords
+#   containerd      ctr, a real client behind mirror-config
+#   iproute2 util-linux  mount namespaces (unshare) for test nodes
+#   curl python3 bc  benchmark scripts
+if [ "$(id -u)" = 0 ]; then
+  apt-get update
+  apt-get install -y --no-install-recommends \
+    runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
+    iproute2 util-linux ca-certificates git make tar curl python3 bc
+else
+  echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
+fi
+
+# Go tools the interop tests and benchmarks use, at pinned versions, into $(go env GOPATH)/bin
+# (the tests look there too).
+go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
+go install github.com/regclient/regclient/cmd/regctl@v0.11.7
+go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
