@@ -11,12 +11,13 @@ export DEBIAN_FRONTEND=noninteractive
 #   openssh-server  target nodes for the apply engine; openssl/perl hash their passwords
 #   containerd      ctr, a real client behind mirror-config
 #   iproute2 util-linux  mount namespaces (unshare) for test nodes
-#   curl python3 bc  benchmark scripts
+#   curl zstd       the registry check of apply, zstd-compressed shipping
+#   python3 bc      benchmark scripts
 if [ "$(id -u)" = 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
-    iproute2 util-linux ca-certificates git make tar curl python3 bc
+    iproute2 util-linux ca-certificates git make tar curl zstd python3 bc
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi

@@ -54,6 +54,11 @@ start_node() {
 		mount --bind "$n/ssh" /root/.ssh
 		mount --bind "$n/shadow" /etc/shadow
 		mount --bind "$n/tmp" /tmp
+		# A node is a fresh machine: root gets the stock Debian shell startup files, not those
+		# of this machine (a .bashrc may run tools that take global locks, e.g. pyenv rehash).
+		for f in .bashrc .profile; do
+			if [ -e "/root/$f" ]; then mount --bind "$n/home$f" "/root/$f"; fi
+		done
 		exec "$2" -D -e -f "$n/sshd_config"
 	' node "$n" "$SSHD" </dev/null >>"$n/sshd.log" 2>&1 &
 	local pid=$!
@@ -112,6 +117,9 @@ setup() {
 		# root's password only inside the node: a private copy of /etc/shadow.
 		awk -F: -v OFS=: -v h="$hash" '$1=="root"{$2=h} {print}' /etc/shadow >"$n/shadow"
 		chmod 640 "$n/shadow"
+		for f in .bashrc .profile; do
+			if [ -f "/etc/skel/$f" ]; then cp "/etc/skel/$f" "$n/home$f"; else : >"$n/home$f"; fi
+		done
 		[ -f "$n/hostkeys/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$n/hostkeys/ssh_host_ed25519_key"
 		cat >"$n/sshd_config" <<EOF
 ListenAddress $a
