@@ -1,18 +1,16 @@
 package apply
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"time"
 
 	"github.com/cluster-image/sealos/apply/clusterfile"
 	"github.com/cluster-image/sealos/apply/transport"
+	"github.com/cluster-image/sealos/apply/tree"
 )
 
 // HostsOptions select hosts of a recorded cluster and say how to talk to them.
@@ -112,56 +110,11 @@ func Scp(ctx context.Context, o HostsOptions, src, dst string) error {
 			return t.Copy(ctx, f, dst, fi.Mode())
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarDir(pw, src)) }()
+		go func() { pw.CloseWithError(tree.Tar(pw, src)) }()
 		err := t.Run(ctx, fmt.Sprintf("mkdir -p %[1]s && tar -x --no-same-owner -C %[1]s -f -", transport.Quote(dst)), transport.RunOptions{Stdin: pr, Timeout: o.Timeout})
 		pr.CloseWithError(err)
 		return err
 	})
-}
-
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		h, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func orDiscard(w io.Writer) io.Writer {

@@ -5,19 +5,17 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/cluster-image/sealos/apply/applytest"
+	"github.com/cluster-image/sealos/apply/tree"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -35,7 +33,7 @@ func main() {
 func run(root, dir, ref string) error {
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarDir(pw, dir)) }()
+		go func() { pw.CloseWithError(tree.Tar(pw, dir)) }()
 		return pr, nil
 	}, tarball.WithCompression(compression.ZStd), tarball.WithCompressionLevel(1))
 	if err != nil {
@@ -47,43 +45,4 @@ func run(root, dir, ref string) error {
 		return err
 	}
 	return st.WriteImage(context.Background(), ref, img)
-}
-
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
