@@ -4,7 +4,7 @@ GO       ?= go
 BIN      ?= bin/sealos
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-TESTFLAGS ?= -timeout 45m
+TESTFLAGS ?= -count=1 -timeout 45m
 
 .PHONY: build deps test test-short vet fmt examples bench-build bench-registry bench-save bench-apply bench-sync clean
 

@@ -4,17 +4,14 @@ package main
 // ($SEALOS_BIN, set by `make test`) against the hub started by `sealos registry serve`.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/stretchr/testify/assert"
@@ -37,34 +34,7 @@ func sealosBin(t *testing.T) string {
 // host:port; the process is stopped with SIGTERM at cleanup.
 func serveHub(t *testing.T, bin string, extra ...string) string {
 	t.Helper()
-	args := append([]string{"registry", "serve", "filesystem", t.TempDir(), "--port", "0", "--address", "127.0.0.1"}, extra...)
-	cmd := exec.Command(bin, args...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-	re := regexp.MustCompile(`on https?://(\S+)`)
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return m[1]
-		}
-	}
-	t.Fatalf("registry serve exited without printing its address")
-	return ""
+	return serveRegistryDir(t, bin, t.TempDir(), extra...)
 }
 
 type result struct {

@@ -5,7 +5,6 @@ package main
 // `sealos registry serve`, and skopeo pulls what was saved.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -34,35 +32,10 @@ import (
 
 // serveRegistryDir runs `sealos registry serve filesystem dir` on a free loopback port and
 // returns host:port.
-func serveRegistryDir(t *testing.T, bin, dir string) string {
+func serveRegistryDir(t *testing.T, bin, dir string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "registry", "serve", "filesystem", dir, "--port", "0", "--address", "127.0.0.1")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-	re := regexp.MustCompile(`on https?://(\S+)`)
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return m[1]
-		}
-	}
-	t.Fatalf("registry serve exited without printing its address")
-	return ""
+	addr, _ := stoppableHub(t, bin, dir, extra...)
+	return addr
 }
 
 func TestRegistrySaveEndToEnd(t *testing.T) {
