@@ -15,12 +15,9 @@ package apply
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"sync"
 	"time"
@@ -424,17 +421,4 @@ func (p *prefixWriter) Flush() {
 		_, _ = p.w.Write(append(append([]byte(p.prefix), p.buf...), '\n'))
 		p.buf = nil
 	}
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

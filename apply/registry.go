@@ -64,7 +64,7 @@ func (r *run) registry(ctx context.Context) error {
 		}
 		bin = exe
 	}
-	binSum, err := sha256File(bin)
+	binSum, err := tree.HashFile(bin)
 	if err != nil {
 		return &StepError{Step: "registry", Err: fmt.Errorf("the sealos binary to serve the registry: %w", err)}
 	}

@@ -106,30 +106,17 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // WriteImage stores img (its layers, config and manifest) and names it ref. Blobs already
 // in the store are not copied again. It replaces whatever ref named before.
 func (s *Store) WriteImage(ctx context.Context, ref string, img v1.Image) error {
-	r, err := ParseRef(ref)
-	if err != nil {
-		return err
-	}
-	release, err := s.Lease(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	desc, err := s.writeImageBlobs(ctx, img)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", ref, err)
-	}
-	if err := syncDir(s.path("blobs", "sha256")); err != nil {
-		return err
-	}
-	return s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
-		setEntry(idx, desc, r)
-		return true, nil
-	})
+	return s.writeNamed(ctx, ref, func() (v1.Descriptor, error) { return s.writeImageBlobs(ctx, img) })
 }
 
 // WriteIndex stores ii with every image and index it holds, and names it ref.
 func (s *Store) WriteIndex(ctx context.Context, ref string, ii v1.ImageIndex) error {
+	return s.writeNamed(ctx, ref, func() (v1.Descriptor, error) { return s.writeIndexBlobs(ctx, ii, 0) })
+}
+
+// writeNamed writes blobs under a lease (so GC cannot take them before they are named),
+// makes their directory entries durable, then points ref at the descriptor write returns.
+func (s *Store) writeNamed(ctx context.Context, ref string, write func() (v1.Descriptor, error)) error {
 	r, err := ParseRef(ref)
 	if err != nil {
 		return err
@@ -139,7 +126,7 @@ func (s *Store) WriteIndex(ctx context.Context, ref string, ii v1.ImageIndex) er
 		return err
 	}
 	defer release()
-	desc, err := s.writeIndexBlobs(ctx, ii, 0)
+	desc, err := write()
 	if err != nil {
 		return fmt.Errorf("write %s: %w", ref, err)
 	}

@@ -129,7 +129,7 @@ func Scan(dir string) (*Manifest, error) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				sum, err := hashFile(filepath.Join(dir, filepath.FromSlash(m.Entries[i].Path)))
+				sum, err := HashFile(filepath.Join(dir, filepath.FromSlash(m.Entries[i].Path)))
 				if err != nil {
 					select {
 					case errs <- err:
@@ -170,7 +170,8 @@ func modeBits(m fs.FileMode) uint32 {
 	return b
 }
 
-func hashFile(p string) (string, error) {
+// HashFile is the hex sha256 of the file at p.
+func HashFile(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err
