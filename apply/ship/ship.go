@@ -347,13 +347,32 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 	// Several streams per host, each extracted by its own tar: file creation is latency
 	// bound, so parallel extraction on the host is faster than one tar.
 	parts := partition(send, opts.Streams)
-	errs := make([][]error, len(parts))
+	var errs [][]error
+	if len(parts) > 1 {
+		// Directories and links go first, alone: a tar that meets a directory entry that
+		// another tar has just created as a parent rmdirs and recreates it (GNU tar's
+		// default), and a file open in that window fails with ENOENT.
+		var dirs, files []tree.Entry
+		for _, e := range parts[0] {
+			if e.Type == tree.TypeFile {
+				files = append(files, e)
+			} else {
+				dirs = append(dirs, e)
+			}
+		}
+		parts[0] = files
+		if len(dirs) > 0 {
+			errs = append(errs, sendStream(ctx, jobs, dirs, comp, opts))
+		}
+	}
+	first := len(errs)
+	errs = append(errs, make([][]error, len(parts))...)
 	var wg sync.WaitGroup
 	for k, part := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[k] = sendStream(ctx, jobs, part, comp, opts)
+			errs[first+k] = sendStream(ctx, jobs, part, comp, opts)
 		}()
 	}
 	wg.Wait()
@@ -364,7 +383,7 @@ func sendGroup(ctx context.Context, pool *transport.Pool, jobs []*hostJob, opts 
 		}
 	}
 	for i, j := range jobs {
-		for k := range parts {
+		for k := range errs {
 			if errs[k][i] != nil && j.err == nil {
 				j.err = errs[k][i]
 			}
