@@ -22,13 +22,11 @@ func (s *Server) serveBlobFast(w http.ResponseWriter, r *http.Request, repo, ref
 	if err != nil || d.Algorithm() != digest.SHA256 {
 		return false
 	}
-	root := filepath.Join(s.cfg.RootDirectory, "docker", "registry", "v2")
-	link, err := os.ReadFile(filepath.Join(root, "repositories", filepath.FromSlash(repo), "_layers", d.Algorithm().String(), d.Encoded(), "link"))
+	link, err := os.ReadFile(filepath.Join(s.cfg.RootDirectory, filepath.FromSlash(blobLink(repo, d))))
 	if err != nil || string(bytes.TrimSpace(link)) != d.String() {
 		return false
 	}
-	enc := d.Encoded()
-	f, err := os.Open(filepath.Join(root, "blobs", d.Algorithm().String(), enc[:2], enc, "data"))
+	f, err := os.Open(filepath.Join(s.cfg.RootDirectory, filepath.FromSlash(blobData(d))))
 	if err != nil {
 		return false
 	}

@@ -84,37 +84,49 @@ func isUploadPath(p string) bool { return strings.Contains(p, "/_uploads/") }
 func (d *syncingDriver) full(p string) string { return filepath.Join(d.root, filepath.FromSlash(p)) }
 
 func (d *syncingDriver) Move(ctx context.Context, src, dst string) error {
-	// directories the rename's MkdirAll will create need their parents synced too
+	dirs, err := d.mkdirsFor(d.full(dst))
+	if err != nil {
+		return err
+	}
+	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
+		return err
+	}
+	return syncPaths(dirs)
+}
+
+// mkdirsFor creates the directories above the file p and returns those whose entries
+// change when p is created: p's parent, and the parent of every directory it created.
+func (d *syncingDriver) mkdirsFor(p string) ([]string, error) {
 	var created []string
-	for dir := filepath.Dir(d.full(dst)); len(dir) > len(d.root); dir = filepath.Dir(dir) {
+	for dir := filepath.Dir(p); len(dir) > len(d.root); dir = filepath.Dir(dir) {
 		if _, err := os.Stat(dir); err == nil {
 			break
 		}
 		created = append(created, dir)
 	}
-	if err := d.StorageDriver.Move(ctx, src, dst); err != nil {
-		return err
+	if err := os.MkdirAll(filepath.Dir(p), 0o777); err != nil {
+		return nil, err
 	}
-	dirs := []string{filepath.Dir(d.full(dst))}
+	dirs := []string{filepath.Dir(p)}
 	for _, dir := range created {
 		dirs = append(dirs, filepath.Dir(dir))
 	}
-	return syncDirs(dirs)
+	return dirs, nil
 }
 
-// syncDirs syncs directories concurrently: the filesystem can serve them with one
-// journal commit instead of one after the other.
-func syncDirs(dirs []string) error {
-	if len(dirs) == 1 {
-		return syncDir(dirs[0])
+// syncPaths fsyncs files and directories concurrently: the filesystem can serve them
+// with one journal commit instead of one after the other.
+func syncPaths(paths []string) error {
+	if len(paths) == 1 {
+		return syncPath(paths[0])
 	}
-	errs := make([]error, len(dirs))
+	errs := make([]error, len(paths))
 	var wg sync.WaitGroup
-	for i, dir := range dirs {
+	for i, p := range paths {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = syncDir(dir)
+			errs[i] = syncPath(p)
 		}()
 	}
 	wg.Wait()
@@ -159,7 +171,11 @@ func (d *syncingDriver) Writer(ctx context.Context, p string, appendMode bool) (
 		f.Close()
 		return nil, err
 	}
-	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), size: off, flushed: off}, nil
+	return newUploadWriter(f, off), nil
+}
+
+func newUploadWriter(f *os.File, off int64) *uploadWriter {
+	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), size: off, flushed: off}
 }
 
 // writebackChunk is how much written data is handed to the kernel for write-back at once.
@@ -238,7 +254,7 @@ func (w *uploadWriter) Commit(ctx context.Context) error {
 	return nil
 }
 
-func syncDir(dir string) error {
+func syncPath(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)

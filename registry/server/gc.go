@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"time"
@@ -258,14 +259,25 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 
 	now := time.Now()
 	if opts.PurgeUploads > 0 {
-		purged, errs := storage.PurgeUploads(ctx, d, now.Add(-opts.PurgeUploads), !opts.DryRun)
-		if err := errors.Join(errs...); err != nil && !isNotFound(err) {
-			return res, fmt.Errorf("purge uploads: %w", err)
+		// distribution reports a registry without repositories as an error (not one that
+		// unwraps to PathNotFoundError): nothing to purge there
+		if _, err := d.Stat(ctx, path.Join(registryRoot, "repositories")); err == nil {
+			purged, errs := storage.PurgeUploads(ctx, d, now.Add(-opts.PurgeUploads), !opts.DryRun)
+			if err := errors.Join(errs...); err != nil {
+				return res, fmt.Errorf("purge uploads: %w", err)
+			}
+			for _, p := range purged {
+				logf("delete upload %s", p)
+			}
+			res.PurgedUploads = len(purged)
 		}
-		for _, p := range purged {
-			logf("delete upload %s", p)
+		if sd, ok := d.(*syncingDriver); ok {
+			n, err := purgeStaged(sd.root, now.Add(-opts.PurgeUploads), opts.DryRun)
+			if err != nil {
+				return res, fmt.Errorf("purge uploads: %w", err)
+			}
+			res.PurgedUploads += n
 		}
-		res.PurgedUploads = len(purged)
 	}
 
 	var sweep []digest.Digest

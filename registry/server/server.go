@@ -144,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.driver = &syncingDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100}), root: abs}
 		if !cfg.ReadOnly { // a read-only hub writes nothing, and may serve a read-only directory
+			if err := os.MkdirAll(filepath.Join(abs, stagingDir), 0o755); err != nil {
+				return nil, fmt.Errorf("registry server: storage directory: %w", err)
+			}
+			// uploads cut by a crash; an hour spares those of another hub on this directory
+			if _, err := purgeStaged(abs, time.Now().Add(-time.Hour), false); err != nil {
+				return nil, fmt.Errorf("registry server: %w", err)
+			}
 			if s.gate, err = openWriteGate(abs); err != nil {
 				return nil, fmt.Errorf("registry server: %w", err)
 			}
@@ -404,7 +411,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
 		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
-		s.singlePostUpload(app, lw, r)
+		if m := uploadStartPath.FindStringSubmatch(r.URL.Path); !s.putBlobFast(lw, r, m[1]) {
+			s.singlePostUpload(app, lw, r)
+		}
 		return
 	}
 	if m := manifestPath.FindStringSubmatch(r.URL.Path); m != nil && !s.cfg.ReadOnly {

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// putBlobFast completes the spec's single-POST upload (POST .../blobs/uploads/?digest=
+// with the blob as body) of a filesystem hub in one pass, writing the layout distribution
+// reads. Distribution's own path for it (a session, then a PUT) creates a session
+// directory, writes and renames a start time, serializes the hash state twice, re-reads
+// both, routes two requests through its regexps and removes the session: for a 1 MiB blob
+// that bookkeeping cost more CPU than hashing the data, much of it in ext4 inode
+// allocation (each created and deleted file makes the next allocation search longer).
+//
+// What it keeps of distribution's upload, in the same order:
+//   - the data is fdatasynced (write-back started as it arrives, see uploadWriter) and its
+//     digest checked before it is renamed to blobs/sha256/<xx>/<hex>/data: a blob is
+//     never visible before it is durable, and never with other content than its digest;
+//   - the repository's link (_layers/sha256/<hex>/link) is written after the data, and
+//     both names are made durable (with the directories that changed) before the 201.
+//
+// The data is staged in <root>/.sealos-uploads (one file, no session directory); what a
+// crash leaves there is removed when a hub starts and by gc (see purgeStaged).
+//
+// It returns false, having written nothing, when the request is not for it (an
+// in-memory hub, a digest other than sha256), and the App answers as usual.
+func (s *Server) putBlobFast(w *logWriter, r *http.Request, repo string) bool {
+	sd, ok := s.driver.(*syncingDriver)
+	if !ok {
+		return false
+	}
+	d, err := digest.Parse(r.URL.Query().Get("digest"))
+	if err != nil || d.Algorithm() != digest.SHA256 {
+		return false
+	}
+	ctx := r.Context()
+	f, err := os.CreateTemp(filepath.Join(sd.root, stagingDir), "blob-*")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload: "+err.Error(), nil)
+		return true
+	}
+	staged := f.Name()
+	defer os.Remove(staged) // gone already once it is in place
+	fw := newUploadWriter(f, 0)
+	h := sha256.New()
+	bufp := uploadBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(fw, h), r.Body, *bufp)
+	uploadBufs.Put(bufp)
+	if err == nil && r.ContentLength >= 0 && n != r.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		_ = fw.Cancel(ctx)
+		if ctx.Err() != nil {
+			w.WriteHeader(499) // the client went away: nobody reads an answer
+			return true
+		}
+		writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "blob upload invalid", map[string]string{"reason": err.Error()})
+		return true
+	}
+	if got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))); got != d {
+		_ = fw.Cancel(ctx)
+		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": d.String(), "content": got.String()})
+		return true
+	}
+	err = fw.Commit(ctx)
+	if cerr := fw.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = placeBlob(sd, staged, d, repo)
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload: "+err.Error(), nil)
+		return true
+	}
+	hd := w.Header()
+	hd.Set("Docker-Distribution-API-Version", "registry/2.0")
+	hd.Set("Location", "/v2/"+repo+"/blobs/"+d.String())
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return true
+}
+
+// placeBlob renames the durable staged data to its blob path (unless the blob is there
+// already) and links it into repo, then makes the new names durable with one concurrent
+// round of fsyncs, so that an upload waits for the disk twice (data, then names) instead
+// of once per step.
+func placeBlob(sd *syncingDriver, staged string, d digest.Digest, repo string) error {
+	var sync []string
+	if _, err := os.Stat(sd.full(blobData(d))); err != nil {
+		// absent (or unreadable): put it in place; a concurrent upload of the same
+		// content renames identical bytes over it, which is harmless
+		dirs, err := sd.mkdirsFor(sd.full(blobData(d)))
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(staged, sd.full(blobData(d))); err != nil {
+			return err
+		}
+		sync = append(sync, dirs...)
+	}
+	link := sd.full(blobLink(repo, d))
+	if b, err := os.ReadFile(link); err == nil && string(b) == d.String() {
+		return syncPaths(append(sync, link))
+	}
+	dirs, err := sd.mkdirsFor(link)
+	if err != nil {
+		return err
+	}
+	// in place, as distribution writes links
+	if err := os.WriteFile(link, []byte(d.String()), 0o666); err != nil {
+		return err
+	}
+	return syncPaths(append(append(sync, dirs...), link))
+}
+
+// stagingDir (under the hub's root) holds upload data of single-POST uploads until it is
+// complete and durable.
+const stagingDir = ".sealos-uploads"
+
+// purgeStaged removes staged upload data older than cutoff (left by a crash or a cut
+// connection that the process did not live to clean up) and returns how many files.
+func purgeStaged(root string, cutoff time.Time, dryRun bool) (int, error) {
+	dir := filepath.Join(root, stagingDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if !dryRun {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, err
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+func blobLink(repo string, d digest.Digest) string {
+	return path.Join(registryRoot, "repositories", repo, "_layers", d.Algorithm().String(), d.Encoded(), "link")
+}
+
+// uploadBufs are the buffers upload bodies are read with: a 1 MiB blob in a few reads.
+var uploadBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

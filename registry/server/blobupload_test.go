@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSinglePostLayout: a blob stored by the one-pass single POST is where distribution
+// looks for it (a hub started afresh on the directory serves it, and a manifest can use
+// it), the upload session is gone, and a second POST of the same content in another
+// repository only links it.
+func TestSinglePostLayout(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	blob := randomBytes(3<<20 + 17)
+	d := digest.FromBytes(blob)
+	for _, repo := range []string{"one/a", "two"} {
+		r := h.do("POST", "/v2/"+repo+"/blobs/uploads/?digest="+d.String(), nil, blob)
+		require.Equal(t, http.StatusCreated, r.status, string(r.body))
+		assert.Equal(t, "/v2/"+repo+"/blobs/"+d.String(), locPath(t, r))
+		assert.Equal(t, "registry/2.0", r.header.Get("Docker-Distribution-API-Version"))
+		staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
+		assert.Empty(t, staged, "staged data left behind")
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
+	require.NoError(t, err)
+	assert.Equal(t, d, digest.FromBytes(data))
+
+	// distribution itself (not the sendfile path) reads it: a fresh hub, a manifest using it
+	_, ts2 := newTestServer(t, Config{RootDirectory: dir})
+	h2 := &hub{t: t, url: ts2.URL}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd := h2.pushBlob("two", cfg)
+	mb := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		cd, len(cfg), d, len(blob)))
+	require.Equal(t, http.StatusCreated, h2.putManifest("two", "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
+	r := h2.do("GET", "/v2/one/a/blobs/"+d.String(), nil, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, blob, r.body)
+	// a repository that never received it does not see it
+	assert.Equal(t, http.StatusNotFound, h2.do("HEAD", "/v2/three/blobs/"+d.String(), nil, nil).status)
+}
+
+// TestStagedPurge: staged data a crash left behind goes when a hub starts (if older than
+// an hour: another hub may be writing younger files) and with gc's upload purge.
+func TestStagedPurge(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, stagingDir), 0o755))
+	old, young := filepath.Join(dir, stagingDir, "blob-old"), filepath.Join(dir, stagingDir, "blob-young")
+	for _, p := range []string{old, young} {
+		require.NoError(t, os.WriteFile(p, []byte("partial"), 0o644))
+	}
+	require.NoError(t, os.Chtimes(old, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)))
+	srv, _ := newTestServer(t, Config{RootDirectory: dir})
+	assert.NoFileExists(t, old)
+	assert.FileExists(t, young)
+
+	require.NoError(t, os.Chtimes(young, time.Now().Add(-time.Minute), time.Now().Add(-time.Minute)))
+	res, err := srv.CollectGarbage(context.Background(), GCOptions{PurgeUploads: time.Second, DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.PurgedUploads)
+	assert.FileExists(t, young)
+	res, err = srv.CollectGarbage(context.Background(), GCOptions{PurgeUploads: time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.PurgedUploads)
+	assert.NoFileExists(t, young)
+}
+
+// TestSinglePostCut: a single POST whose body stops short (client gone, or a body shorter
+// than its digest's content) leaves no blob, no link and no session, and the same POST
+// afterwards succeeds.
+func TestSinglePostCut(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	blob := randomBytes(2 << 20)
+	d := digest.FromBytes(blob)
+
+	u, _ := url.Parse(ts.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(conn, "POST /v2/cut/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", d, u.Host, len(blob))
+	require.NoError(t, err)
+	_, err = conn.Write(blob[:len(blob)/2])
+	require.NoError(t, err)
+	require.NoError(t, conn.Close())
+
+	require.Eventually(t, func() bool { e, _ := os.ReadDir(filepath.Join(dir, stagingDir)); return len(e) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the cut upload's data is removed")
+	assert.NoFileExists(t, filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
+	assert.Equal(t, http.StatusNotFound, h.do("HEAD", "/v2/cut/blobs/"+d.String(), nil, nil).status)
+
+	// complete body, wrong content
+	r := h.do("POST", "/v2/cut/blobs/uploads/?digest="+d.String(), nil, blob[:1000])
+	assert.Equal(t, http.StatusBadRequest, r.status)
+	assert.Equal(t, "DIGEST_INVALID", r.code())
+	assert.Equal(t, http.StatusNotFound, h.do("HEAD", "/v2/cut/blobs/"+d.String(), nil, nil).status)
+
+	r = h.do("POST", "/v2/cut/blobs/uploads/?digest="+d.String(), nil, blob)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	r = h.do("GET", "/v2/cut/blobs/"+d.String(), nil, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, d, digest.FromBytes(r.body))
+}
