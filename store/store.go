@@ -86,6 +86,8 @@ type Store struct {
 
 	cacheMu sync.Mutex
 	cache   *indexCache // the last index.json read, with the stat it was read at
+
+	journal journal // see writeback.go
 }
 
 // Open opens the store under <root>/store, creating it when it does not exist.
@@ -115,6 +117,9 @@ func OpenDir(dir string) (*Store, error) {
 		if err := s.updateIndex(context.Background(), func(*v1.IndexManifest) (bool, error) { return true, nil }); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", abs, err)
 		}
+	}
+	if err := s.checkWriteback(context.Background()); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
 	return s, nil
 }

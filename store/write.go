@@ -32,8 +32,8 @@ func (s *Store) HasBlob(h v1.Hash) bool {
 // have that digest (and size, when size >= 0), else nothing is stored. An existing blob is
 // not written again (r is not read). It returns the digest and size of the blob.
 //
-// The content goes to a temporary file that is fsynced and renamed into place only after
-// its digest is verified.
+// The content goes to a temporary file that is fsynced (unless DeferSync announced it) and
+// renamed into place only after its digest is verified.
 func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Reader) (v1.Hash, int64, error) {
 	if want.Hex != "" {
 		if fi, err := os.Stat(s.blobPath(want)); err == nil {
@@ -53,7 +53,7 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	bufp := copyBufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, *bufp)
 	copyBufs.Put(bufp)
-	if err == nil {
+	if err == nil && !s.syncDeferred(want) {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
