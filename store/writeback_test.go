@@ -40,6 +40,19 @@ func writeDeferred(t *testing.T, s *Store, ref string, img v1.Image) {
 	require.NoError(t, s.WriteImage(ctx, ref, img))
 }
 
+// storeWithDeferredImage opens a store in a new directory and writes a random image under
+// ref as a pull does.
+func storeWithDeferredImage(t *testing.T, ref string) (string, *Store, v1.Image) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := OpenDir(dir)
+	require.NoError(t, err)
+	img, err := random.Image(1024, 1)
+	require.NoError(t, err)
+	writeDeferred(t, s, ref, img)
+	return dir, s, img
+}
+
 func journals(t *testing.T, s *Store) []string {
 	ents, err := os.ReadDir(s.path(privateDir, unsyncedDir))
 	if os.IsNotExist(err) {
@@ -112,12 +125,7 @@ func TestWritebackRecoveryAfterReboot(t *testing.T) {
 func TestWritebackMissingAndTorn(t *testing.T) {
 	boot := "boot-1"
 	fakeBoot(t, &boot)
-	dir := t.TempDir()
-	s, err := OpenDir(dir)
-	require.NoError(t, err)
-	img, err := random.Image(1024, 1)
-	require.NoError(t, err)
-	writeDeferred(t, s, "gone:v1", img)
+	dir, s, img := storeWithDeferredImage(t, "gone:v1")
 	m, err := img.Digest()
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(s.blobPath(m)))
@@ -141,12 +149,7 @@ func TestWritebackMissingAndTorn(t *testing.T) {
 func TestWritebackRetire(t *testing.T) {
 	boot := "boot-1"
 	fakeBoot(t, &boot)
-	dir := t.TempDir()
-	s, err := OpenDir(dir)
-	require.NoError(t, err)
-	img, err := random.Image(1024, 1)
-	require.NoError(t, err)
-	writeDeferred(t, s, "a:v1", img)
+	dir, s, _ := storeWithDeferredImage(t, "a:v1")
 	j := filepath.Join(s.path(privateDir, unsyncedDir), journals(t, s)[0])
 
 	s2, err := OpenDir(dir)
