@@ -17,7 +17,9 @@
 //     and start over if not, so no update is lost.
 //   - Blobs are written to .sealos/tmp, digest-verified, fsynced and only then renamed into
 //     blobs/sha256, so a crash never leaves a bad blob visible; GC deletes temporaries
-//     left by crashed writers after an hour.
+//     left by crashed writers after an hour. Blobs announced with DeferSync (pulls) skip
+//     the fsync; their digests are journaled first and re-checked after a reboot
+//     (writeback.go), so no damaged blob is trusted by its name either.
 //   - Writers hold a shared lease (.sealos/gc.lock) from their first blob to their index
 //     update; garbage collection (after Remove) takes it exclusively, so it never deletes
 //     the blobs of an image that is being written.
