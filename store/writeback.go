@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func (s *Store) retire(names []string) {
 		return
 	}
 	for _, n := range names {
-		_ = os.Remove(dir + "/" + n)
+		_ = os.Remove(filepath.Join(dir, n))
 	}
 }
 
@@ -194,7 +195,7 @@ func (s *Store) recoverWriteback(ctx context.Context) error {
 		if b, _, _ := strings.Cut(e.Name(), "."); b == boot {
 			continue
 		}
-		hs, err := readJournal(dir + "/" + e.Name())
+		hs, err := readJournal(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return err
 		}
@@ -238,7 +239,7 @@ func (s *Store) recoverWriteback(ctx context.Context) error {
 		}
 	}
 	for _, n := range done {
-		if err := os.Remove(dir + "/" + n); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
