@@ -269,6 +269,34 @@ func TestSyncReferrers(t *testing.T) {
 	assert.True(t, ok)
 }
 
+// A source that lists referrers a page at a time: every page is read.
+func TestSyncReferrersPaged(t *testing.T) {
+	src := startHub(t, server.Config{ReferrersPageSize: 1}, nil)
+	dst := startHub(t, server.Config{}, nil)
+	img := randomImage(t, 1024, 1)
+	d := seedImage(t, src, "paged/app:v1", img)
+	want := map[v1.Hash]bool{}
+	for _, at := range []string{"application/vnd.example.a", "application/vnd.example.b", "application/vnd.example.c"} {
+		sig, sd := signature(t, img, at)
+		seedImage(t, src, "paged/app@"+sd.String(), sig)
+		want[sd] = true
+	}
+	rep, err := client.Sync(context.Background(), src, dst, client.SyncOptions{})
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	require.Len(t, rep.Images, 1)
+	assert.Equal(t, 3, rep.Images[0].Referrers)
+	refs, err := remote.Referrers(mustRef(t, dst+"/paged/app@"+d.String()).(name.Digest))
+	require.NoError(t, err)
+	rm, err := refs.IndexManifest()
+	require.NoError(t, err)
+	got := map[v1.Hash]bool{}
+	for _, m := range rm.Manifests {
+		got[m.Digest] = true
+	}
+	assert.Equal(t, want, got)
+}
+
 // A source without the referrers API keeps them under the sha256-<hex> tag: the sync finds
 // them there and the tag comes along.
 func TestSyncReferrersFallbackTag(t *testing.T) {

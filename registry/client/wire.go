@@ -339,12 +339,26 @@ func (w *wire) referrers(ctx context.Context, repo string, d v1.Hash) (descs []v
 		return nil, nil, err
 	}
 	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), string(types.OCIImageIndex)) {
-		defer resp.Body.Close()
-		var idx v1.IndexManifest
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&idx); err != nil {
-			return nil, nil, fmt.Errorf("referrers of %s/%s@%s: %w", w.reg, repo, d, err)
+		// a long list comes in pages, each linking to the next
+		for {
+			var idx v1.IndexManifest
+			err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&idx)
+			next := nextLink(resp)
+			resp.Body.Close()
+			if err != nil {
+				return nil, nil, fmt.Errorf("referrers of %s/%s@%s: %w", w.reg, repo, d, err)
+			}
+			descs = append(descs, idx.Manifests...)
+			if next == "" {
+				return descs, nil, nil
+			}
+			if resp, err = w.do(ctx, http.MethodGet, next, http.Header{"Accept": {string(types.OCIImageIndex)}}, nil, 0); err != nil {
+				return nil, nil, err
+			}
+			if err := check(resp, http.StatusOK); err != nil {
+				return nil, nil, fmt.Errorf("referrers of %s/%s@%s: %w", w.reg, repo, d, err)
+			}
 		}
-		return idx.Manifests, nil, nil
 	}
 	drain(resp)
 	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusBadRequest &&

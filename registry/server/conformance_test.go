@@ -508,6 +508,97 @@ func TestReferrers(t *testing.T) {
 	}
 }
 
+// TestReferrersPages walks a referrers list page by page through the Link header, with
+// the page size set by the client (n) and by the hub (Config.ReferrersPageSize), with and
+// without a filter: every referrer is listed exactly once, in the same order as unpaged.
+func TestReferrersPages(t *testing.T) {
+	_, ts := newTestServer(t, Config{ReferrersPageSize: 3})
+	h := &hub{t: t, url: ts.URL}
+	_, mb := h.image("pg", 1)
+	subject := digest.FromBytes(mb)
+	require.Equal(t, http.StatusCreated, h.putManifest("pg", "v1", mb, v1.MediaTypeImageManifest).status)
+	empty := h.pushBlob("pg", []byte("{}"))
+	sigs := map[digest.Digest]bool{}
+	for i := range 7 {
+		at := "application/vnd.example.sbom"
+		if i%2 == 0 {
+			at = "application/vnd.example.sig"
+		}
+		m := v1.Manifest{MediaType: v1.MediaTypeImageManifest, ArtifactType: at,
+			Config:      v1.Descriptor{MediaType: v1.MediaTypeEmptyJSON, Digest: empty, Size: 2},
+			Layers:      []v1.Descriptor{{MediaType: v1.MediaTypeEmptyJSON, Digest: empty, Size: 2}},
+			Subject:     &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: subject, Size: int64(len(mb))},
+			Annotations: map[string]string{"i": fmt.Sprint(i)}}
+		m.SchemaVersion = 2
+		b, _ := json.Marshal(m)
+		require.Equal(t, http.StatusCreated, h.putManifest("pg", digest.FromBytes(b).String(), b, v1.MediaTypeImageManifest).status)
+		if i%2 == 0 {
+			sigs[digest.FromBytes(b)] = true
+		}
+	}
+	// walk follows Link headers from p and returns every page's digests.
+	walk := func(p string) (pages [][]digest.Digest) {
+		for p != "" {
+			r := h.do("GET", p, nil, nil)
+			require.Equal(t, http.StatusOK, r.status, string(r.body))
+			var idx v1.Index
+			require.NoError(t, json.Unmarshal(r.body, &idx))
+			var page []digest.Digest
+			for _, d := range idx.Manifests {
+				page = append(page, d.Digest)
+			}
+			pages = append(pages, page)
+			p = ""
+			if l := r.header.Get("Link"); l != "" {
+				require.Contains(t, l, `rel="next"`)
+				p = ts.URL + l[strings.Index(l, "<")+1:strings.Index(l, ">")]
+			}
+			require.Less(t, len(pages), 10, "the pages never end")
+		}
+		return pages
+	}
+	flat := func(pages [][]digest.Digest) (all []digest.Digest) {
+		for _, p := range pages {
+			all = append(all, p...)
+		}
+		return all
+	}
+	srv := "/v2/pg/referrers/" + subject.String()
+	// the hub's page size: 3 + 3 + 1
+	pages := walk(srv)
+	require.Len(t, pages, 3)
+	assert.Len(t, pages[0], 3)
+	assert.Len(t, pages[2], 1)
+	want := flat(pages)
+	require.Len(t, want, 7)
+	seen := map[digest.Digest]bool{}
+	for _, d := range want {
+		assert.False(t, seen[d], "listed twice: %s", d)
+		seen[d] = true
+	}
+	// a client's n below the hub's: 2 + 2 + 2 + 1, same order
+	pages = walk(srv + "?n=2")
+	assert.Len(t, pages, 4)
+	assert.Equal(t, want, flat(pages))
+	// a client's n above the hub's is cut to it
+	assert.Len(t, walk(srv + "?n=100")[0], 3)
+	// filtered: the filter goes on in the next pages
+	pages = walk(srv + "?artifactType=application/vnd.example.sig&n=3")
+	require.Len(t, pages, 2)
+	got := flat(pages)
+	require.Len(t, got, 4)
+	for _, d := range got {
+		assert.True(t, sigs[d], "%s is not a signature", d)
+	}
+	// a full last page does not link to an empty one: 3 SBOMs, pages of 3
+	pages = walk(srv + "?artifactType=application/vnd.example.sbom")
+	require.Len(t, pages, 1)
+	assert.Len(t, pages[0], 3)
+	// bad pagination parameters
+	assert.Equal(t, "PAGINATION_NUMBER_INVALID", h.do("GET", srv+"?n=x", nil, nil).code())
+	assert.Equal(t, "DIGEST_INVALID", h.do("GET", srv+"?last=nope", nil, nil).code())
+}
+
 func referrers(h *hub, repo string, d digest.Digest, artifactType string) v1.Index {
 	h.t.Helper()
 	p := "/v2/" + repo + "/referrers/" + d.String()

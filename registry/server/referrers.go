@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"sort"
 	"strconv"
@@ -155,40 +157,72 @@ func (s *Server) addReferrer(ctx context.Context, repo string, subject digest.Di
 	return s.driver.PutContent(ctx, referrerFile(repo, subject, desc.Digest), b)
 }
 
+// defaultReferrersPage is how many descriptors one referrers response holds unless
+// Config.ReferrersPageSize says otherwise; a client follows the Link header for the rest.
+const defaultReferrersPage = 1000
+
 // Referrers lists the manifests in repo whose subject is subject, optionally only those
 // of one artifact type.
 func (s *Server) Referrers(ctx context.Context, repo string, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
-	all, err := listReferrers(ctx, s.driver, repo, subject)
-	if err != nil {
-		return nil, err
-	}
+	descs, _, err := s.referrersPage(ctx, repo, subject, artifactType, "", -1)
+	return descs, err
+}
+
+// referrersPage lists at most n (n < 0: all) referrers of subject after the referrer
+// digest last (in the index's order, "": from the start), and reports whether more follow.
+func (s *Server) referrersPage(ctx context.Context, repo string, subject digest.Digest, artifactType string, last digest.Digest, n int) ([]v1.Descriptor, bool, error) {
 	out := []v1.Descriptor{}
-	for _, desc := range all {
-		if artifactType == "" || desc.ArtifactType == artifactType {
-			out = append(out, desc)
-		}
+	more := false
+	after := ""
+	if last != "" {
+		after = referrerFile(repo, subject, last)
 	}
-	return out, nil
+	err := walkReferrers(ctx, s.driver, repo, subject, after, func(desc v1.Descriptor) bool {
+		if artifactType != "" && desc.ArtifactType != artifactType {
+			return true
+		}
+		if n >= 0 && len(out) == n {
+			more = true
+			return false
+		}
+		out = append(out, desc)
+		return true
+	})
+	return out, more, err
 }
 
 // listReferrers reads the referrers index of subject in repo.
 func listReferrers(ctx context.Context, d storagedriver.StorageDriver, repo string, subject digest.Digest) ([]v1.Descriptor, error) {
+	out := []v1.Descriptor{}
+	err := walkReferrers(ctx, d, repo, subject, "", func(desc v1.Descriptor) bool {
+		out = append(out, desc)
+		return true
+	})
+	return out, err
+}
+
+// walkReferrers calls fn with each referrer of subject in repo whose index entry sorts
+// after the entry after ("": all), in order, until fn returns false. Entries whose
+// manifest has gone are skipped and removed.
+func walkReferrers(ctx context.Context, d storagedriver.StorageDriver, repo string, subject digest.Digest, after string, fn func(v1.Descriptor) bool) error {
 	files, err := d.List(ctx, referrerDir(repo, subject))
 	if err != nil {
 		if isNotFound(err) {
-			return []v1.Descriptor{}, nil
+			return nil
 		}
-		return nil, err
+		return err
 	}
 	sort.Strings(files)
-	out := []v1.Descriptor{}
-	for _, f := range files {
+	for _, f := range files[sort.SearchStrings(files, after):] {
+		if f <= after {
+			continue
+		}
 		b, err := d.GetContent(ctx, f)
 		if err != nil {
 			if isNotFound(err) {
 				continue
 			}
-			return nil, err
+			return err
 		}
 		var desc v1.Descriptor
 		if err := json.Unmarshal(b, &desc); err != nil || desc.Digest.Validate() != nil {
@@ -199,11 +233,13 @@ func listReferrers(ctx context.Context, d storagedriver.StorageDriver, repo stri
 				_ = d.Delete(ctx, f)
 				continue
 			}
-			return nil, err
+			return err
 		}
-		out = append(out, desc)
+		if !fn(desc) {
+			return nil
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // serveReferrers answers GET /v2/<name>/referrers/<digest> with an image index; an empty
@@ -223,11 +259,37 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, repo, re
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": ref, "reason": err.Error()})
 		return
 	}
-	artifactType := r.URL.Query().Get("artifactType")
-	descs, err := s.Referrers(r.Context(), repo, subject, artifactType)
+	q := r.URL.Query()
+	artifactType := q.Get("artifactType")
+	// Pages: n (at most the configured page size) and last, as for tags and the catalog;
+	// the spec leaves the next page's URL to the registry.
+	n := s.referrersPageSize()
+	if v := q.Get("n"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 0 {
+			writeError(w, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID", "invalid number of results requested", map[string]string{"n": v})
+			return
+		}
+		n = min(n, k)
+	}
+	var last digest.Digest
+	if v := q.Get("last"); v != "" {
+		if last, err = digest.Parse(v); err != nil {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": v, "reason": err.Error()})
+			return
+		}
+	}
+	descs, more, err := s.referrersPage(r.Context(), repo, subject, artifactType, last, n)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "listing referrers: "+err.Error(), nil)
 		return
+	}
+	if more && len(descs) > 0 {
+		next := url.Values{"n": {strconv.Itoa(n)}, "last": {descs[len(descs)-1].Digest.String()}}
+		if artifactType != "" {
+			next.Set("artifactType", artifactType)
+		}
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
 	}
 	idx := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
@@ -246,4 +308,11 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, repo, re
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(body)
 	}
+}
+
+func (s *Server) referrersPageSize() int {
+	if s.cfg.ReferrersPageSize > 0 {
+		return s.cfg.ReferrersPageSize
+	}
+	return defaultReferrersPage
 }

@@ -83,6 +83,10 @@ type Config struct {
 	MirrorTTL time.Duration
 	// MirrorTransport carries upstream requests (default http.DefaultTransport).
 	MirrorTransport http.RoundTripper
+
+	// ReferrersPageSize is how many descriptors one referrers response lists at most
+	// (default 1000); the rest follow through the Link header.
+	ReferrersPageSize int
 }
 
 // Server is one hub. It is safe for concurrent use.
