@@ -691,17 +691,18 @@ func countEntries(t *testing.T, dir string) int {
 	return n
 }
 
-// TestLargeChunkedUpload crosses the upload writer's write-back threshold within and
-// across chunks, with a resume (new writer in append mode) per chunk.
+// TestLargeChunkedUpload crosses the upload writer's write-back and early-sync thresholds
+// within and across chunks, with a resume (new writer in append mode) per chunk: the
+// first chunk ends while its background fdatasync may still run.
 func TestLargeChunkedUpload(t *testing.T) {
 	_, ts := newTestServer(t, Config{})
 	h := &hub{t: t, url: ts.URL}
-	b := randomBytes(20<<20 + 12345)
+	b := randomBytes(earlySync*2 + 20<<20 + 12345)
 	d := digest.FromBytes(b)
 	r := h.do("POST", "/v2/large/blobs/uploads/", nil, nil)
 	require.Equal(t, http.StatusAccepted, r.status)
 	loc := h.location(r)
-	cuts := []int{0, 9 << 20, 9<<20 + 1, 19 << 20, len(b)}
+	cuts := []int{0, earlySync + 9<<20, earlySync + 9<<20 + 1, earlySync*2 + 19<<20, len(b)}
 	for i := 0; i+1 < len(cuts); i++ {
 		chunk := b[cuts[i]:cuts[i+1]]
 		r = h.do("PATCH", loc, map[string]string{"Content-Type": "application/octet-stream",
