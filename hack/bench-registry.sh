@@ -6,6 +6,7 @@
 # the time of a re-push of an unchanged image.
 #
 # usage: hack/bench-registry.sh SEALOS_BIN
+# env: BENCH_RUNS (default 3), BENCH_VERBOSE=1 prints every timing, BENCH_KEEP=1 keeps the data
 # needs: crane and registry (distribution) in PATH or $(go env GOPATH)/bin:
 #   go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 #   go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
@@ -88,25 +89,49 @@ run() {
 	"$@" >"$WORK/$key.out" 2>"$WORK/$key.err" || { echo "FAILED: $*" >&2; cat "$WORK/$key.err" >&2; exit 1; }
 	e=$(now)
 	t=$(secs "$s" "$e")
+	[ -z "${BENCH_VERBOSE:-}" ] || echo "   $key: $t s" >&2
 	if [ -z "${T[$key]:-}" ] || awk -v a="$t" -v b="${T[$key]}" 'BEGIN{exit !(a<b)}'; then T[$key]=$t; fi
 }
 
 for r in $(seq "$RUNS"); do
 	echo "== run $r of $RUNS"
-	# Each run pushes to new repositories, so every blob is sent again.
+	# Each run pushes to new repositories, so every blob is sent again. The tools take
+	# turns at going first: this disk slows down as a run writes more, and the first
+	# writer of a run has the faster disk.
+	pair() { # pair KEY SEALOS_CMD... -- CRANE_CMD...
+		local key=$1; shift
+		local s=() c=()
+		while [ "$1" != "--" ]; do s+=("$1"); shift; done
+		shift
+		c=("$@")
+		if [ $((r % 2)) -eq 1 ]; then
+			run "sealos-$key" "${s[@]}"; run "crane-$key" "${c[@]}"
+		else
+			run "crane-$key" "${c[@]}"; run "sealos-$key" "${s[@]}"
+		fi
+	}
 	for img in large small; do
-		run "sealos-push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img-$r:v1"
-		run "crane-push-$img" crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1"
+		pair "push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img-$r:v1" \
+			-- crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1"
 	done
 	for img in large small; do
 		rm -rf "$WORK/pullroot" "$WORK/cranepull"
-		run "sealos-pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1"
-		run "crane-pull-$img" crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
+		pair "pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1" \
+			-- crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
 	done
 	run "sealos-repush-small" "$SEALOS" --root "$WORK/root" --debug push -q "bench/small:v1" "$HUB/bench/small-$r:v1"
 	# the push itself, without process start: from the debug log of that run
 	grep -o 'manifest already.*elapsed=[0-9.]*[mµ]*s' "$WORK/sealos-repush-small.err" | sed 's/.*elapsed=//' >>"$WORK/repush-inner.txt" || true
 	run "crane-repush-small" crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small-$r:v1"
+	# References, measured in the same run: the large image's layers copied with dd and
+	# one fsync each at the end (what a registry that writes first and syncs last costs on
+	# this disk), and process start.
+	mkdir -p "$WORK/floor"
+	run "ref-disk" bash -c 'for f in "$@"; do dd if="$f" of="$0/$(basename "$f")" bs=1M conv=fsync status=none & done; wait' \
+		"$WORK/floor" $(find "$WORK/layouts/large/blobs" -type f -size +1M)
+	rm -rf "$WORK/floor"
+	run "ref-start-sealos" "$SEALOS" version
+	run "ref-start-crane" crane version
 done
 rm -rf "$WORK/pullroot" "$WORK/cranepull"
 
@@ -132,5 +157,9 @@ done
 printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
 	"$(awk -v s="${T[sealos-repush-small]}" -v c="${T[crane-repush-small]}" 'BEGIN{printf "%.2fx", c/s}')"
 [ -s "$WORK/repush-inner.txt" ] && echo "re-push inside sealos (connect + one manifest HEAD), per run: $(tr '\n' ' ' <"$WORK/repush-inner.txt")"
+awk -v d="${T[ref-disk]}" -v s="${T[sealos-push-large]}" -v c="${T[crane-push-large]}" -v b="$(size_of large)" 'BEGIN{
+	printf "disk: the large layers copied with dd conv=fsync (in parallel, one fsync each at the end): %.3f s (%.1f MB/s); push large takes %.2fx that with sealos, %.2fx with crane\n", d, b/d/1e6, s/d, c/d }'
+awk -v s="${T[ref-start-sealos]}" -v c="${T[ref-start-crane]}" 'BEGIN{
+	printf "process start (version): sealos %.0f ms, crane %.0f ms\n", s*1000, c*1000 }'
 echo "(best of $RUNS runs each; re-push times include process start and the registry handshake;"
 echo " targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"
