@@ -114,24 +114,3 @@ func TestSinglePostCut(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, d, digest.FromBytes(r.body))
 }
-
-// TestUploadWriterEarlySync: a long upload is fdatasynced in the background as it
-// arrives, and Commit returns with every byte in the file.
-func TestUploadWriterEarlySync(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "data"))
-	require.NoError(t, err)
-	w := newUploadWriter(f, 0)
-	b := randomBytes(3*earlySync + 777)
-	for p := b; len(p) > 0; {
-		n := min(len(p), 32<<10) // distribution copies in 32 KiB pieces
-		_, err := w.Write(p[:n])
-		require.NoError(t, err)
-		p = p[n:]
-	}
-	assert.GreaterOrEqual(t, w.bg.at, int64(earlySync), "no fdatasync started while data arrived")
-	require.NoError(t, w.Commit(context.Background()))
-	require.NoError(t, w.Close())
-	got, err := os.ReadFile(f.Name())
-	require.NoError(t, err)
-	assert.Equal(t, digest.FromBytes(b), digest.FromBytes(got))
-}

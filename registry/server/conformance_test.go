@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cluster-image/sealos/store/durable"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
@@ -697,12 +698,12 @@ func countEntries(t *testing.T, dir string) int {
 func TestLargeChunkedUpload(t *testing.T) {
 	_, ts := newTestServer(t, Config{})
 	h := &hub{t: t, url: ts.URL}
-	b := randomBytes(earlySync*2 + 20<<20 + 12345)
+	b := randomBytes(durable.EarlySync*2 + 20<<20 + 12345)
 	d := digest.FromBytes(b)
 	r := h.do("POST", "/v2/large/blobs/uploads/", nil, nil)
 	require.Equal(t, http.StatusAccepted, r.status)
 	loc := h.location(r)
-	cuts := []int{0, earlySync + 9<<20, earlySync + 9<<20 + 1, earlySync*2 + 19<<20, len(b)}
+	cuts := []int{0, durable.EarlySync + 9<<20, durable.EarlySync + 9<<20 + 1, durable.EarlySync*2 + 19<<20, len(b)}
 	for i := 0; i+1 < len(cuts); i++ {
 		chunk := b[cuts[i]:cuts[i+1]]
 		r = h.do("PATCH", loc, map[string]string{"Content-Type": "application/octet-stream",

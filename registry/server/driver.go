@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,8 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/cluster-image/sealos/store/durable"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	storagemiddleware "github.com/distribution/distribution/v3/registry/storage/driver/middleware"
 )
@@ -68,10 +66,11 @@ func randomSecret() string {
 //     blobs/<alg>/<xx>/<hex>/data) it syncs the directories that changed; the stock driver
 //     does not, so a crash could leave a link to a blob whose directory entry never
 //     reached the disk.
-//   - Upload data (_uploads/<id>/data) is written through a writer that starts write-back
-//     as data arrives (sync_file_range) and fsyncs once, on Commit, before the blob is
-//     moved into place; the stock writer fsyncs on every Close, i.e. after each chunk,
-//     and only then starts writing. Same guarantee, the disk works while the network does.
+//   - Upload data (_uploads/<id>/data) is written through a durable.Writer, which starts
+//     write-back and flushes the disk's cache as data arrives, and fdatasyncs on Commit,
+//     before the blob is moved into place; the stock writer fsyncs on every Close, i.e.
+//     after each chunk, and only then starts writing. Same guarantee, the disk works
+//     while the network does.
 //   - Upload bookkeeping (_uploads/<id>/startedat, hashstates) is written without fsync:
 //     after a crash an upload restarts anyway.
 type syncingDriver struct {
@@ -175,34 +174,16 @@ func (d *syncingDriver) Writer(ctx context.Context, p string, appendMode bool) (
 }
 
 func newUploadWriter(f *os.File, off int64) *uploadWriter {
-	return &uploadWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), size: off, flushed: off}
+	return &uploadWriter{f: f, w: durable.NewWriter(f, off)}
 }
 
-// writebackChunk is how much written data is handed to the kernel for write-back at once.
-const writebackChunk = 8 << 20
-
-// uploadWriter is the FileWriter of upload data: see syncingDriver.
+// uploadWriter is the FileWriter of upload data (see syncingDriver): a durable.Writer,
+// which keeps the disk busy as data arrives, so that Commit has little left to wait for.
 type uploadWriter struct {
 	f                            *os.File
-	bw                           *bufio.Writer
-	size, flushed                int64
+	w                            *durable.Writer
 	closed, committed, cancelled bool
-
-	// the background fdatasync in flight (see earlySync): done is closed when it ends,
-	// after err is set
-	bg struct {
-		done chan struct{}
-		err  error
-		at   int64 // flushed when it started
-	}
 }
-
-// earlySync is how much data an upload hands to the kernel between the fdatasyncs it
-// starts in the background while more data arrives. Write-back alone (sync_file_range)
-// only moves data to the disk's volatile cache; a flush of that cache then waits for all
-// of it at once, after the last byte. Flushing as the data arrives lets the disk make it
-// durable while the network still works, and leaves Commit's fdatasync little to wait for.
-const earlySync = 64 << 20
 
 func (w *uploadWriter) Write(p []byte) (int, error) {
 	switch {
@@ -213,57 +194,13 @@ func (w *uploadWriter) Write(p []byte) (int, error) {
 	case w.cancelled:
 		return 0, errors.New("already cancelled")
 	}
-	n, err := w.bw.Write(p)
-	w.size += int64(n)
-	if err == nil && w.size-w.flushed >= writebackChunk {
-		if err = w.bw.Flush(); err == nil {
-			// start write-back now; Commit's fsync then has little left to wait for
-			_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.size-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
-			w.flushed = w.size
-			if w.flushed-w.bg.at >= earlySync && w.bgIdle() {
-				w.startBgSync()
-			}
-		}
-	}
-	return n, err
+	return w.w.Write(p)
 }
 
-func (w *uploadWriter) bgIdle() bool {
-	if w.bg.done == nil {
-		return true
-	}
-	select {
-	case <-w.bg.done:
-		return w.bg.err == nil // a failed sync is reported by Commit; start no other
-	default:
-		return false
-	}
-}
+func (w *uploadWriter) Size() int64 { return w.w.Size() }
 
-func (w *uploadWriter) startBgSync() {
-	done := make(chan struct{})
-	w.bg.done, w.bg.at = done, w.flushed
-	fd := int(w.f.Fd())
-	go func() {
-		defer close(done)
-		if err := unix.Fdatasync(fd); err != nil {
-			// the kernel reports a write-back error to one fdatasync only: keep it for Commit
-			w.bg.err = fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
-		}
-	}()
-}
-
-// waitBg waits for the background fdatasync in flight, if any, and returns its error.
-func (w *uploadWriter) waitBg() error {
-	if w.bg.done == nil {
-		return nil
-	}
-	<-w.bg.done
-	return w.bg.err
-}
-
-func (w *uploadWriter) Size() int64 { return w.size }
-
+// Close ends one request's writing; the upload may go on with another writer. The error
+// of a background sync is returned here: a later descriptor would not hear of it.
 func (w *uploadWriter) Close() error {
 	if w.closed {
 		return errors.New("already closed")
@@ -272,8 +209,7 @@ func (w *uploadWriter) Close() error {
 	if w.committed {
 		return w.f.Close()
 	}
-	err := w.bw.Flush()
-	_ = w.waitBg() // before the descriptor goes; the next writer's Commit syncs again
+	err := w.w.Flush()
 	return errors.Join(err, w.f.Close())
 }
 
@@ -282,7 +218,7 @@ func (w *uploadWriter) Cancel(ctx context.Context) error {
 		return errors.New("already closed")
 	}
 	w.cancelled, w.closed = true, true
-	_ = w.waitBg()
+	_ = w.w.Flush() // for the background sync, before the descriptor goes
 	_ = w.f.Close()
 	return os.Remove(w.f.Name())
 }
@@ -297,15 +233,8 @@ func (w *uploadWriter) Commit(ctx context.Context) error {
 	case w.cancelled:
 		return errors.New("already cancelled")
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := w.w.Sync(); err != nil {
 		return err
-	}
-	if err := w.waitBg(); err != nil {
-		return err
-	}
-	// fdatasync: the data and the size, without waiting for the timestamps
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
 	}
 	w.committed = true
 	return nil
