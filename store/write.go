@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/cluster-image/sealos/store/durable"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -51,11 +52,21 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	defer os.Remove(tmp)
 	h := sha256.New()
 	bufp := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, *bufp)
-	copyBufs.Put(bufp)
-	if err == nil && !s.syncDeferred(want) {
-		err = f.Sync()
+	var n int64
+	if s.syncDeferred(want) {
+		// the journal answers for it: the kernel writes it back when it likes
+		n, err = io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, *bufp)
+	} else {
+		// written back and flushed as it arrives: the final fdatasync has little to wait for
+		dw := durable.NewWriter(f, 0)
+		n, err = io.CopyBuffer(io.MultiWriter(dw, h), ctxReader{ctx, r}, *bufp)
+		if err == nil {
+			err = dw.Sync()
+		} else {
+			_ = dw.Flush() // wait for a background sync before the file is closed
+		}
 	}
+	copyBufs.Put(bufp)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
