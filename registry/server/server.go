@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,12 +107,6 @@ type Server struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 }
-
-// repository paths as distribution routes them (names may contain slashes).
-var (
-	manifestPath  = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
-	referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]*)$`)
-)
 
 // New builds a hub from cfg. Configuration errors (which distribution reports by panicking)
 // come back as errors.
