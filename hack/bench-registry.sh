@@ -119,6 +119,12 @@ for r in $(seq "$RUNS"); do
 		pair "pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1" \
 			-- crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
 	done
+	# the small pull once more, untimed, for the time it takes inside sealos (after
+	# process start), from its debug log
+	rm -rf "$WORK/pullroot"
+	"$SEALOS" --root "$WORK/pullroot" --debug pull -q "$HUB/bench/small-$r:v1" 2>&1 >/dev/null |
+		grep -o 'pull: done.*elapsed=[0-9.]*[mµ]*s' | sed 's/.*elapsed=//' >>"$WORK/pull-inner.txt" || true
+	rm -rf "$WORK/pullroot"
 	run "sealos-repush-small" "$SEALOS" --root "$WORK/root" --debug push -q "bench/small:v1" "$HUB/bench/small-$r:v1"
 	# the push itself, without process start: from the debug log of that run
 	grep -o 'manifest already.*elapsed=[0-9.]*[mµ]*s' "$WORK/sealos-repush-small.err" | sed 's/.*elapsed=//' >>"$WORK/repush-inner.txt" || true
@@ -156,6 +162,7 @@ for op in push pull; do
 done
 printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
 	"$(awk -v s="${T[sealos-repush-small]}" -v c="${T[crane-repush-small]}" 'BEGIN{printf "%.2fx", c/s}')"
+[ -s "$WORK/pull-inner.txt" ] && echo "pull small inside sealos (after process start), per run: $(tr '\n' ' ' <"$WORK/pull-inner.txt")"
 [ -s "$WORK/repush-inner.txt" ] && echo "re-push inside sealos (connect + one manifest HEAD), per run: $(tr '\n' ' ' <"$WORK/repush-inner.txt")"
 awk -v d="${T[ref-disk]}" -v s="${T[sealos-push-large]}" -v c="${T[crane-push-large]}" -v b="$(size_of large)" 'BEGIN{
 	printf "disk: the large layers copied with dd conv=fsync (in parallel, one fsync each at the end): %.3f s (%.1f MB/s); push large takes %.2fx that with sealos, %.2fx with crane\n", d, b/d/1e6, s/d, c/d }'
