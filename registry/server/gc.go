@@ -142,6 +142,7 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 	vacuum := storage.NewVacuum(ctx, d)
 	marked := map[digest.Digest]bool{}
 	layerLinks := map[string][]digest.Digest{}
+	repoAliases := map[string]map[digest.Digest]digest.Digest{} // blob aliases
 
 	err = enum.Enumerate(ctx, func(repoName string) error {
 		res.Repositories++
@@ -180,9 +181,19 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 			return err
 		}
 
+		// manifests and blobs named by other digests than their sha256 (digests.go)
+		blobAliases, err := listAliases(ctx, d, repoName, layersDir)
+		if err != nil {
+			return err
+		}
+		manifestAliases, err := listAliases(ctx, d, repoName, revisionsDir)
+		if err != nil {
+			return err
+		}
+		repoAliases[repoName] = blobAliases
 		keep := map[digest.Digest]bool{}
 		if opts.DeleteUntagged {
-			keep, err = reachable(ctx, d, repo, repoName, manifests)
+			keep, err = reachable(ctx, d, repo, repoName, manifests, manifestAliases)
 			if err != nil {
 				return err
 			}
@@ -191,19 +202,28 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 				keep[dg] = true
 			}
 		}
+		mark := func(dg digest.Digest) {
+			marked[dg] = true
+			if c, ok := blobAliases[dg]; ok {
+				marked[c] = true
+			}
+			if c, ok := manifestAliases[dg]; ok {
+				marked[c] = true
+			}
+		}
 		for dg, r := range manifests {
 			if !keep[dg] {
 				continue
 			}
-			marked[dg] = true
+			mark(dg)
 			if r.Config != nil {
-				marked[r.Config.Digest] = true
+				mark(r.Config.Digest)
 			}
 			for _, l := range r.Layers {
-				marked[l.Digest] = true
+				mark(l.Digest)
 			}
 			for _, c := range r.Manifests {
-				marked[c.Digest] = true
+				mark(c.Digest)
 			}
 		}
 		// untagged manifests to delete
@@ -229,6 +249,9 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 					continue
 				}
 				if err := vacuum.RemoveManifest(repoName, dg, allTags); err != nil {
+					return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
+				}
+				if err := removeAliases(ctx, d, repoName, revisionsDir, manifestAliases, dg); err != nil {
 					return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
 				}
 				if s := manifests[dg].Subject; s != nil && s.Digest.Validate() == nil {
@@ -327,14 +350,31 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 			if err := vacuum.RemoveLayer(repoName, dg); err != nil && !isNotFound(err) {
 				return res, fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
 			}
+			if err := removeAliases(ctx, d, repoName, layersDir, repoAliases[repoName], dg); err != nil {
+				return res, fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
+			}
 		}
 	}
 	return res, nil
 }
 
+// removeAliases deletes the links under a repository's dir (layersDir or revisionsDir)
+// of the aliases that name c.
+func removeAliases(ctx context.Context, d storagedriver.StorageDriver, repoName, dir string, aliases map[digest.Digest]digest.Digest, c digest.Digest) error {
+	for a, t := range aliases {
+		if t != c {
+			continue
+		}
+		if err := d.Delete(ctx, path.Join(repoPath(repoName), dir, a.Algorithm().String(), a.Encoded())); err != nil && !isNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
 // reachable is the set of manifests of a repository that its tags reach: the tagged
 // ones, children of reachable indexes, and referrers of reachable manifests.
-func reachable(ctx context.Context, d storagedriver.StorageDriver, repo distribution.Repository, repoName string, manifests map[digest.Digest]refs) (map[digest.Digest]bool, error) {
+func reachable(ctx context.Context, d storagedriver.StorageDriver, repo distribution.Repository, repoName string, manifests map[digest.Digest]refs, aliases map[digest.Digest]digest.Digest) (map[digest.Digest]bool, error) {
 	keep := map[digest.Digest]bool{}
 	tags, err := repo.Tags(ctx).All(ctx)
 	if err != nil {
@@ -358,6 +398,9 @@ func reachable(ctx context.Context, d storagedriver.StorageDriver, repo distribu
 			continue
 		}
 		keep[dg] = true
+		if c, ok := aliases[dg]; ok { // a child or referrer named by an alias
+			queue = append(queue, c)
+		}
 		for _, c := range manifests[dg].Manifests {
 			queue = append(queue, c.Digest)
 		}

@@ -229,10 +229,6 @@ func tagLink(repo, tag string) string {
 	return path.Join(repoPath(repo), "_manifests/tags", tag, "current/link")
 }
 
-func layerLink(repo string, d digest.Digest) string {
-	return path.Join(repoPath(repo), "_layers", d.Algorithm().String(), d.Encoded(), "link")
-}
-
 func (m *mirror) exists(ctx context.Context, p string) bool {
 	_, err := m.s.driver.Stat(ctx, p)
 	return err == nil
@@ -325,10 +321,10 @@ func (m *mirror) resolveManifestDigest(ctx context.Context, up *upstream, intern
 // "yes" for a blob only the upstream has would let a push into the mirror namespace skip
 // an upload the hub then lacks.
 func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, up *upstream, internal, local string, d digest.Digest) (target string, served bool) {
-	if m.exists(ctx, layerLink(internal, d)) && m.exists(ctx, blobData(d)) {
+	if m.exists(ctx, blobLink(internal, d)) && m.exists(ctx, blobData(d)) {
 		return internal, false
 	}
-	if m.exists(ctx, layerLink(local, d)) && m.exists(ctx, blobData(d)) {
+	if m.exists(ctx, blobLink(local, d)) && m.exists(ctx, blobData(d)) {
 		return local, false
 	}
 	if up != nil {
@@ -340,9 +336,9 @@ func (m *mirror) resolveBlob(ctx context.Context, w http.ResponseWriter, r *http
 			return "", true
 		}
 	}
-	if m.exists(ctx, blobData(d)) && !m.exists(ctx, layerLink(internal, d)) {
+	if m.exists(ctx, blobData(d)) && !m.exists(ctx, blobLink(internal, d)) {
 		// held under another repository (or just fetched for one): link it here
-		if err := m.link(context.WithoutCancel(ctx), layerLink(internal, d), d); err != nil {
+		if err := m.link(context.WithoutCancel(ctx), blobLink(internal, d), d); err != nil {
 			slog.Warn("registry mirror: linking blob", "repository", internal, "digest", d, "error", err)
 		}
 	}
@@ -413,8 +409,8 @@ func (m *mirror) prefetch(up *upstream, internal, repo string, raw []byte) {
 			}
 			defer func() { <-m.prefetchSem }()
 			m.ensureBlob(ctx, ctx, nil, up, internal, repo, b.Digest)
-			if ctx.Err() == nil && m.exists(ctx, blobData(b.Digest)) && !m.exists(ctx, layerLink(internal, b.Digest)) {
-				_ = m.link(ctx, layerLink(internal, b.Digest), b.Digest)
+			if ctx.Err() == nil && m.exists(ctx, blobData(b.Digest)) && !m.exists(ctx, blobLink(internal, b.Digest)) {
+				_ = m.link(ctx, blobLink(internal, b.Digest), b.Digest)
 			}
 		}()
 	}
@@ -489,7 +485,7 @@ func (m *mirror) streamBlob(ctx context.Context, w http.ResponseWriter, up *upst
 		return served, err
 	}
 	_ = m.s.driver.Delete(ctx, path.Dir(tmp))
-	return served, m.s.driver.PutContent(ctx, layerLink(internal, d), []byte(d.String()))
+	return served, m.s.driver.PutContent(ctx, blobLink(internal, d), []byte(d.String()))
 }
 
 // clientWriter writes to a client until the client goes away, then drops the rest, so

@@ -73,8 +73,22 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if len(body) <= maxManifestLen && !s.checkManifestSizes(w, r, body) {
+	if len(body) <= maxManifestLen && !s.checkManifestSizes(w, r, repo, body) {
 		return
+	}
+	if d, ok := alias(ref); ok {
+		// stored under its sha256 (what distribution compares the reference with), named
+		// by the alias too once it is in
+		v := d.Verifier()
+		_, _ = v.Write(body)
+		if !v.Verified() {
+			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": d.String()})
+			return
+		}
+		c := digest.FromBytes(body)
+		r = withRef(r, repo, "manifests", c.String())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		w.answerAs(d, func() error { return s.driver.PutContent(r.Context(), revisionLink(repo, d), []byte(c)) })
 	}
 	var mf manifestFields
 	if len(body) > maxManifestLen || json.Unmarshal(body, &mf) != nil || mf.Subject == nil || mf.Subject.Digest.Validate() != nil {
@@ -95,7 +109,7 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		desc.ArtifactType = mf.Config.MediaType
 	}
 	subject := mf.Subject.Digest
-	w.beforeWrite = func(status int) int {
+	w.onWrite(func(status int) int {
 		if status != http.StatusCreated {
 			return status
 		}
@@ -110,7 +124,7 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		}
 		w.Header().Set("OCI-Subject", subject.String())
 		return status
-	}
+	})
 	app.ServeHTTP(w, r)
 }
 
@@ -122,6 +136,12 @@ func (s *Server) deleteManifest(app *handlers.App, w *logWriter, r *http.Request
 		app.ServeHTTP(w, r)
 		return
 	}
+	if d.Algorithm() != digest.Canonical {
+		// deleted under its sha256, so that distribution untags it; the aliases go after
+		if c, ok := resolveLink(r.Context(), s.driver, revisionLink(repo, d)); ok {
+			r, d = withRef(r, repo, "manifests", c.String()), c
+		}
+	}
 	var subject digest.Digest
 	if _, err := s.driver.Stat(r.Context(), revisionLink(repo, d)); err == nil {
 		if b, err := s.driver.GetContent(r.Context(), blobData(d)); err == nil {
@@ -131,16 +151,18 @@ func (s *Server) deleteManifest(app *handlers.App, w *logWriter, r *http.Request
 			}
 		}
 	}
-	if subject != "" {
-		w.beforeWrite = func(status int) int {
-			if status == http.StatusAccepted {
-				if err := s.driver.Delete(r.Context(), referrerFile(repo, subject, d)); err != nil && !isNotFound(err) {
-					slog.Warn("registry: removing referrer", "repository", repo, "subject", subject, "error", err)
-				}
-			}
+	w.onWrite(func(status int) int {
+		if status != http.StatusAccepted {
 			return status
 		}
-	}
+		if subject != "" {
+			if err := s.driver.Delete(r.Context(), referrerFile(repo, subject, d)); err != nil && !isNotFound(err) {
+				slog.Warn("registry: removing referrer", "repository", repo, "subject", subject, "error", err)
+			}
+		}
+		s.dropAliases(r.Context(), app, repo, "manifests", d)
+		return status
+	})
 	app.ServeHTTP(w, r)
 }
 

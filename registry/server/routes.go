@@ -149,7 +149,7 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 // checkManifestSizes refuses a manifest whose config or layer descriptors give a size
 // other than the stored blob's (distribution v3 checks presence only). It returns false
 // after answering MANIFEST_INVALID.
-func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, body []byte) bool {
+func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
 	var m struct {
 		Config *v1.Descriptor  `json:"config"`
 		Layers []v1.Descriptor `json:"layers"`
@@ -165,7 +165,13 @@ func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, body
 		if d.Digest.Validate() != nil || len(d.URLs) > 0 {
 			continue
 		}
-		fi, err := s.driver.Stat(r.Context(), blobData(d.Digest))
+		stored := d.Digest
+		if stored.Algorithm() != digest.Canonical { // an alias names the sha256 of the data
+			if c, ok := resolveLink(r.Context(), s.driver, blobLink(repo, stored)); ok {
+				stored = c
+			}
+		}
+		fi, err := s.driver.Stat(r.Context(), blobData(stored))
 		if err != nil {
 			continue // missing: distribution answers MANIFEST_BLOB_UNKNOWN
 		}

@@ -41,6 +41,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 )
 
@@ -403,8 +404,25 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Header.Set("Content-Type", "application/octet-stream")
 		}
 	}
-	if m := blobPath.FindStringSubmatch(r.URL.Path); m != nil && s.serveBlobFast(lw, r, m[1], m[2]) {
-		return
+	if m := blobPath.FindStringSubmatch(r.URL.Path); m != nil {
+		if d, err := digest.Parse(m[2]); err == nil && r.Method == http.MethodDelete {
+			s.deleteBlob(app, lw, r, m[1], d)
+			return
+		}
+		if d, ok := alias(m[2]); ok {
+			lw.answerAs(d, nil)
+		} else if s.serveBlobFast(lw, r, m[1], m[2]) {
+			return
+		}
+	}
+	if m := uploadStartPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost && !s.cfg.ReadOnly {
+		if d, ok := alias(r.URL.Query().Get("mount")); ok {
+			s.mountAlias(app, lw, r, m[1], d)
+			return
+		}
+	}
+	if d, ok := alias(r.URL.Query().Get("digest")); ok && (uploadPath.MatchString(r.URL.Path) || uploadStartPath.MatchString(r.URL.Path)) {
+		lw.answerAs(d, nil) // an upload completed under an alias
 	}
 	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
 		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
@@ -473,6 +491,16 @@ type logWriter struct {
 	bytes       int64
 	wroteHeader bool
 	beforeWrite func(status int) int // may replace the status
+}
+
+// onWrite adds f to what runs when the header is about to be written, after the hooks
+// added before it.
+func (w *logWriter) onWrite(f func(status int) int) {
+	if prev := w.beforeWrite; prev != nil {
+		w.beforeWrite = func(status int) int { return f(prev(status)) }
+		return
+	}
+	w.beforeWrite = f
 }
 
 func (w *logWriter) WriteHeader(code int) {
