@@ -27,3 +27,5 @@ fi
 go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go install github.com/regclient/regclient/cmd/regctl@v0.11.7
 go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+# the OCI distribution-spec conformance suite (a main package; the binary is "conformance")
+go install github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111

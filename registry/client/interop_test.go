@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -37,6 +38,8 @@ var toolInstall = map[string]string{
 	"buildah": "apt-get install buildah",
 	"crane":   "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1",
 	"regctl":  "go install github.com/regclient/regclient/cmd/regctl@v0.11.7",
+	// the OCI distribution-spec conformance suite (its module is named for the directory)
+	"conformance": "go install github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111",
 }
 
 // tool finds an interop client in PATH or in $(go env GOPATH)/bin, or skips the test.
@@ -369,4 +372,34 @@ func TestInteropBuildah(t *testing.T) {
 		require.NoError(t, err)
 		pullWithSealos(t, ref, strings.TrimSpace(string(want)))
 	})
+}
+
+// TestOCIConformance runs the distribution-spec's own conformance suite (every API of spec
+// 1.1 and its data sets: sha512 content, subjects, non-distributable layers...) against
+// the hub on a directory, anonymous and behind htpasswd.
+func TestOCIConformance(t *testing.T) {
+	suite := tool(t, "conformance")
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, server.SetHtpasswdUser(htpasswd, "ci", "s3cret"))
+	for name, cfg := range map[string]server.Config{"anonymous": {}, "htpasswd": {Htpasswd: htpasswd}} {
+		t.Run(name, func(t *testing.T) {
+			host := startHub(t, cfg, nil)
+			results := t.TempDir()
+			cmd := exec.Command(suite)
+			cmd.Dir = results // it reads oci-conformance.yaml from there: none, the defaults
+			cmd.Env = append(os.Environ(), "OCI_REGISTRY="+host, "OCI_TLS=disabled", "OCI_VERSION=1.1",
+				"OCI_RESULTS_DIR="+results, "OCI_LOG=warn")
+			if cfg.Htpasswd != "" {
+				cmd.Env = append(cmd.Env, "OCI_USERNAME=ci", "OCI_PASSWORD=s3cret")
+			}
+			out, err := cmd.CombinedOutput()
+			// a failed test is logged, and marked FAIL in the tree and the summary (Skip is
+			// an optional API the suite found unsupported: a mount without a source)
+			failed := regexp.MustCompile(`(?m)^.*(failed test|:\s+FAIL\s*$).*$`).FindAllString(string(out), 40)
+			require.NoError(t, err, "the conformance suite failed:\n%s", strings.Join(failed, "\n"))
+			assert.Empty(t, failed)
+			assert.Regexp(t, `Blobs sha512\.*:\s+Pass`, string(out))
+			assert.Regexp(t, `Referrers\.*:\s+Pass`, string(out))
+		})
+	}
 }
