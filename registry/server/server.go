@@ -40,7 +40,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 )
@@ -130,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	if cfg.InMemory {
-		s.driver = inmemory.New()
+		s.driver = newMemDriver()
 	} else {
 		abs, err := filepath.Abs(cfg.RootDirectory)
 		if err != nil {
