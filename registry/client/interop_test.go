@@ -376,12 +376,12 @@ func TestInteropBuildah(t *testing.T) {
 
 // TestOCIConformance runs the distribution-spec's own conformance suite (every API of spec
 // 1.1 and its data sets: sha512 content, subjects, non-distributable layers...) against
-// the hub on a directory, anonymous and behind htpasswd.
+// the hub, on a directory and in memory, anonymous and behind htpasswd.
 func TestOCIConformance(t *testing.T) {
 	suite := tool(t, "conformance")
 	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
 	require.NoError(t, server.SetHtpasswdUser(htpasswd, "ci", "s3cret"))
-	for name, cfg := range map[string]server.Config{"anonymous": {}, "htpasswd": {Htpasswd: htpasswd}} {
+	for name, cfg := range map[string]server.Config{"filesystem": {}, "inmemory": {InMemory: true}, "htpasswd": {Htpasswd: htpasswd}} {
 		t.Run(name, func(t *testing.T) {
 			host := startHub(t, cfg, nil)
 			results := t.TempDir()
