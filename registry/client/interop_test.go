@@ -388,7 +388,9 @@ func TestOCIConformance(t *testing.T) {
 			cmd := exec.Command(suite)
 			cmd.Dir = results // it reads oci-conformance.yaml from there: none, the defaults
 			cmd.Env = append(os.Environ(), "OCI_REGISTRY="+host, "OCI_TLS=disabled", "OCI_VERSION=1.1",
-				"OCI_RESULTS_DIR="+results, "OCI_LOG=warn")
+				"OCI_RESULTS_DIR="+results, "OCI_LOG=warn",
+				// stricter than the defaults: the hub cancels uploads and always sends digests
+				"OCI_API_BLOBS_UPLOAD_CANCEL=true", "OCI_API_BLOBS_DIGEST_HEADER=true", "OCI_API_MANIFESTS_DIGEST_HEADER=true")
 			if cfg.Htpasswd != "" {
 				cmd.Env = append(cmd.Env, "OCI_USERNAME=ci", "OCI_PASSWORD=s3cret")
 			}
