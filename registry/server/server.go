@@ -420,8 +420,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if d, ok := alias(r.URL.Query().Get("digest")); ok && (uploadPath.MatchString(r.URL.Path) || uploadStartPath.MatchString(r.URL.Path)) {
-		lw.answerAs(d, nil) // an upload completed under an alias
+	if r.URL.RawQuery != "" && (uploadPath.MatchString(r.URL.Path) || uploadStartPath.MatchString(r.URL.Path)) {
+		if d, ok := alias(r.URL.Query().Get("digest")); ok {
+			lw.answerAs(d, nil) // an upload completed under an alias
+		}
 	}
 	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
 		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
