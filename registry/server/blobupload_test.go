@@ -114,3 +114,65 @@ func TestSinglePostCut(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, d, digest.FromBytes(r.body))
 }
+
+// TestMonolithicPutLayout: POST then one PUT with the whole blob takes the one-pass path:
+// the blob is in distribution's layout and usable, the session is gone whatever the
+// outcome (a wrong digest too), and a session that received chunks, or an unknown one,
+// is still distribution's to answer.
+func TestMonolithicPutLayout(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	octet := map[string]string{"Content-Type": "application/octet-stream"}
+	uploads := filepath.Join(dir, "docker/registry/v2/repositories/mono/_uploads")
+	blob := randomBytes(9<<20 + 5)
+	d := digest.FromBytes(blob)
+
+	// wrong digest: 400, no blob, the session is gone
+	r := h.do("POST", "/v2/mono/blobs/uploads/", nil, nil)
+	require.Equal(t, http.StatusAccepted, r.status)
+	loc := h.location(r)
+	r = h.do("PUT", withQuery(loc, "digest="+digest.FromBytes(blob[1:]).String()), octet, blob)
+	assert.Equal(t, http.StatusBadRequest, r.status)
+	assert.Equal(t, "DIGEST_INVALID", r.code())
+	assert.Equal(t, http.StatusNotFound, h.do("GET", loc, nil, nil).status)
+	sessions, _ := os.ReadDir(uploads)
+	assert.Empty(t, sessions)
+
+	r = h.do("POST", "/v2/mono/blobs/uploads/", nil, nil)
+	loc = h.location(r)
+	r = h.do("PUT", withQuery(loc, "digest="+d.String()), octet, blob)
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	assert.Equal(t, "/v2/mono/blobs/"+d.String(), locPath(t, r))
+	assert.Equal(t, d.String(), r.header.Get("Docker-Content-Digest"))
+	sessions, _ = os.ReadDir(uploads)
+	assert.Empty(t, sessions, "the session is removed")
+	staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
+	assert.Empty(t, staged)
+	data, err := os.ReadFile(filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
+	require.NoError(t, err)
+	assert.Equal(t, d, digest.FromBytes(data))
+	// distribution (a fresh hub, so no cache) accepts a manifest using it
+	_, ts2 := newTestServer(t, Config{RootDirectory: dir})
+	h2 := &hub{t: t, url: ts2.URL}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd := h2.pushBlob("mono", cfg)
+	mb := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		cd, len(cfg), d, len(blob)))
+	require.Equal(t, http.StatusCreated, h2.putManifest("mono", "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
+
+	// a session that received a chunk: distribution completes it with the rest
+	b2 := randomBytes(3000)
+	r = h.do("POST", "/v2/mono/blobs/uploads/", nil, nil)
+	r = h.do("PATCH", h.location(r), map[string]string{"Content-Type": "application/octet-stream", "Content-Range": "0-999"}, b2[:1000])
+	require.Equal(t, http.StatusAccepted, r.status)
+	r = h.do("PUT", withQuery(h.location(r), "digest="+digest.FromBytes(b2).String()), octet, b2[1000:])
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	r = h.do("GET", "/v2/mono/blobs/"+digest.FromBytes(b2).String(), nil, nil)
+	assert.Equal(t, b2, r.body)
+
+	// an unknown session is distribution's to refuse
+	r = h.do("PUT", "/v2/mono/blobs/uploads/0190e0e0-0000-7000-8000-000000000000?digest="+d.String(), octet, blob[:10])
+	assert.Equal(t, http.StatusNotFound, r.status)
+	assert.Equal(t, http.StatusNotFound, h.do("HEAD", "/v2/mono/blobs/"+digest.FromBytes(blob[:10]).String(), nil, nil).status)
+}

@@ -425,6 +425,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			lw.answerAs(d, nil) // an upload completed under an alias
 		}
 	}
+	if r.Method == http.MethodPut && !s.cfg.ReadOnly {
+		if m := uploadPath.FindStringSubmatch(r.URL.Path); m != nil && s.putUploadFast(lw, r, m[1], m[2]) {
+			return
+		}
+	}
 	if uploadStartPath.MatchString(r.URL.Path) && r.Method == http.MethodPost && !s.cfg.ReadOnly &&
 		r.URL.Query().Get("digest") != "" && r.URL.Query().Get("mount") == "" {
 		if m := uploadStartPath.FindStringSubmatch(r.URL.Path); !s.putBlobFast(lw, r, m[1]) {
