@@ -34,23 +34,30 @@ func TestSinglePostLayout(t *testing.T) {
 		staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
 		assert.Empty(t, staged, "staged data left behind")
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
-	require.NoError(t, err)
-	assert.Equal(t, d, digest.FromBytes(data))
-
-	// distribution itself (not the sendfile path) reads it: a fresh hub, a manifest using it
-	_, ts2 := newTestServer(t, Config{RootDirectory: dir})
-	h2 := &hub{t: t, url: ts2.URL}
-	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
-	cd := h2.pushBlob("two", cfg)
-	mb := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
-		cd, len(cfg), d, len(blob)))
-	require.Equal(t, http.StatusCreated, h2.putManifest("two", "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
+	h2 := usableByFreshHub(t, dir, "two", d, len(blob))
 	r := h2.do("GET", "/v2/one/a/blobs/"+d.String(), nil, nil)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, blob, r.body)
 	// a repository that never received it does not see it
 	assert.Equal(t, http.StatusNotFound, h2.do("HEAD", "/v2/three/blobs/"+d.String(), nil, nil).status)
+}
+
+// usableByFreshHub checks that blob d (size bytes) of repo is in distribution's layout:
+// the data file holds it, and distribution itself (a fresh hub on dir, no cache, not the
+// sendfile path) accepts a manifest of repo using it. It returns that hub.
+func usableByFreshHub(t *testing.T, dir, repo string, d digest.Digest, size int) *hub {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
+	require.NoError(t, err)
+	assert.Equal(t, d, digest.FromBytes(data))
+	_, ts := newTestServer(t, Config{RootDirectory: dir})
+	h := &hub{t: t, url: ts.URL}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd := h.pushBlob(repo, cfg)
+	mb := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		cd, len(cfg), d, size))
+	require.Equal(t, http.StatusCreated, h.putManifest(repo, "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
+	return h
 }
 
 // TestStagedPurge: staged data a crash left behind goes when a hub starts (if older than
@@ -149,17 +156,7 @@ func TestMonolithicPutLayout(t *testing.T) {
 	assert.Empty(t, sessions, "the session is removed")
 	staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
 	assert.Empty(t, staged)
-	data, err := os.ReadFile(filepath.Join(dir, "docker/registry/v2/blobs/sha256", d.Encoded()[:2], d.Encoded(), "data"))
-	require.NoError(t, err)
-	assert.Equal(t, d, digest.FromBytes(data))
-	// distribution (a fresh hub, so no cache) accepts a manifest using it
-	_, ts2 := newTestServer(t, Config{RootDirectory: dir})
-	h2 := &hub{t: t, url: ts2.URL}
-	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
-	cd := h2.pushBlob("mono", cfg)
-	mb := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
-		cd, len(cfg), d, len(blob)))
-	require.Equal(t, http.StatusCreated, h2.putManifest("mono", "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
+	usableByFreshHub(t, dir, "mono", d, len(blob))
 
 	// a session that received a chunk: distribution completes it with the rest
 	b2 := randomBytes(3000)
