@@ -2,7 +2,8 @@
 # bench-registry: push and pull, in one run, (a) 1 GiB in four layers and (b) 64 layers of
 # 1 MiB, with sealos against the hub (`sealos registry serve`) and with crane against the
 # stock distribution registry, both on a filesystem directory of the same disk. Prints
-# seconds, MB/s and the ratio (stock time / sealos time: > 1 means sealos is faster), and
+# seconds, MB/s and the ratio (stock time / sealos time: > 1 means sealos is faster), each
+# run's ratio of the back-to-back pair with their median, and
 # the time of a re-push of an unchanged image.
 #
 # usage: hack/bench-registry.sh SEALOS_BIN
@@ -90,6 +91,7 @@ run() {
 	e=$(now)
 	t=$(secs "$s" "$e")
 	[ -z "${BENCH_VERBOSE:-}" ] || echo "   $key: $t s" >&2
+	echo "$t" >>"$WORK/$key.times"
 	if [ -z "${T[$key]:-}" ] || awk -v a="$t" -v b="${T[$key]}" 'BEGIN{exit !(a<b)}'; then T[$key]=$t; fi
 }
 
@@ -158,6 +160,15 @@ for op in push pull; do
 		awk -v op="$op" -v img="$img" -v b="$b" -v s="$s" -v c="$c" 'BEGIN{
 			printf "%-28s %10d %10.3f %10.1f %10.3f %7.2fx\n", op " " img, b, s, b/s/1e6, c, c/s }'
 		awk -v b="$b" -v c="$c" 'BEGIN{ printf "%-28s %10s %10s %10.1f   (crane + distribution registry)\n", "", "", "", b/c/1e6 }'
+	done
+done
+# The two tools of a pair run back to back, so a pair's ratio is the figure least moved by
+# the machine's swings between runs: per-run ratios and their median.
+for op in push pull; do
+	for img in large small; do
+		ratios=$(paste "$WORK/crane-$op-$img.times" "$WORK/sealos-$op-$img.times" | awk '{ printf "%.2f\n", $1 / $2 }')
+		median=$(sort -n <<<"$ratios" | awk '{ r[NR] = $1 } END { printf "%.2f", (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2 }')
+		printf '%-28s per-run ratios: %s (median %sx)\n' "$op $img" "$(sed 's/$/x/' <<<"$ratios" | tr '\n' ' ')" "$median"
 	done
 done
 printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
