@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cluster-image/sealos/store/durable"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -78,27 +80,23 @@ func (s *Server) putUploadFast(w *logWriter, r *http.Request, repo, id string) b
 	return true
 }
 
-// storeBlob writes the request body as blob d of repo: staged, hashed, fdatasynced,
+// storeBlob writes the request body as blob d of repo: staged, hashed, made durable,
 // checked against d, then put in place and linked (placeBlob), and answers the request.
 func (s *Server) storeBlob(sd *syncingDriver, w *logWriter, r *http.Request, repo string, d digest.Digest) {
 	ctx := r.Context()
-	f, err := os.CreateTemp(filepath.Join(sd.root, stagingDir), "blob-*")
+	st, err := stage(sd, r.ContentLength)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload: "+err.Error(), nil)
 		return
 	}
-	staged := f.Name()
-	defer os.Remove(staged) // gone already once it is in place
-	fw := newUploadWriter(f, 0)
+	defer os.Remove(st.Name()) // gone already once it is in place
 	h := sha256.New()
-	bufp := uploadBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(fw, h), r.Body, *bufp)
-	uploadBufs.Put(bufp)
+	n, err := st.ReadFrom(io.TeeReader(r.Body, h))
 	if err == nil && r.ContentLength >= 0 && n != r.ContentLength {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		_ = fw.Cancel(ctx)
+		_ = st.Close()
 		if ctx.Err() != nil {
 			w.WriteHeader(499) // the client went away: nobody reads an answer
 			return
@@ -107,16 +105,16 @@ func (s *Server) storeBlob(sd *syncingDriver, w *logWriter, r *http.Request, rep
 		return
 	}
 	if got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))); got != d {
-		_ = fw.Cancel(ctx)
+		_ = st.Close()
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": d.String(), "content": got.String()})
 		return
 	}
-	err = fw.Commit(ctx)
-	if cerr := fw.Close(); err == nil {
+	err = st.Sync()
+	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = placeBlob(sd, staged, d, repo)
+		err = placeBlob(sd, st.Name(), d, repo)
 	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload: "+err.Error(), nil)
@@ -128,6 +126,51 @@ func (s *Server) storeBlob(sd *syncingDriver, w *logWriter, r *http.Request, rep
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
+}
+
+// stagedFile is where storeBlob writes a blob before placing it.
+type stagedFile interface {
+	Name() string
+	ReadFrom(io.Reader) (int64, error)
+	Sync() error // durable
+	Close() error
+}
+
+// directMin is the size from which a blob is staged with O_DIRECT (durable.DirectWriter):
+// it spares the CPU the page cache costs, and small blobs are done before that pays.
+const directMin = 8 << 20
+
+// stage creates a staged file for a blob of size bytes (-1: unknown).
+func stage(sd *syncingDriver, size int64) (stagedFile, error) {
+	dir := filepath.Join(sd.root, stagingDir)
+	if size >= directMin {
+		var rnd [8]byte
+		_, _ = rand.Read(rnd[:])
+		if dw, err := durable.CreateDirect(filepath.Join(dir, "blob-"+hex.EncodeToString(rnd[:]))); err == nil {
+			return dw, nil
+		} // no O_DIRECT here (tmpfs): through the page cache
+	}
+	f, err := os.CreateTemp(dir, "blob-*")
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedStage{f: f, w: durable.NewWriter(f, 0)}, nil
+}
+
+// bufferedStage stages through the page cache, with a durable.Writer.
+type bufferedStage struct {
+	f *os.File
+	w *durable.Writer
+}
+
+func (b *bufferedStage) Name() string { return b.f.Name() }
+func (b *bufferedStage) Sync() error  { return b.w.Sync() }
+func (b *bufferedStage) Close() error { return errors.Join(b.w.Flush(), b.f.Close()) }
+
+func (b *bufferedStage) ReadFrom(r io.Reader) (int64, error) {
+	bufp := uploadBufs.Get().(*[]byte)
+	defer uploadBufs.Put(bufp)
+	return io.CopyBuffer(b.w, r, *bufp)
 }
 
 // placeBlob renames the durable staged data to its blob path (unless the blob is there

@@ -89,10 +89,17 @@ func TestStagedPurge(t *testing.T) {
 // than its digest's content) leaves no blob, no link and no session, and the same POST
 // afterwards succeeds.
 func TestSinglePostCut(t *testing.T) {
+	// staged through the page cache, and with O_DIRECT (from directMin)
+	for _, size := range []int{2 << 20, directMin + 3<<20 + 1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testSinglePostCut(t, size) })
+	}
+}
+
+func testSinglePostCut(t *testing.T, size int) {
 	dir := t.TempDir()
 	_, ts := newTestServer(t, Config{RootDirectory: dir})
 	h := &hub{t: t, url: ts.URL}
-	blob := randomBytes(2 << 20)
+	blob := randomBytes(size)
 	d := digest.FromBytes(blob)
 
 	u, _ := url.Parse(ts.URL)
