@@ -82,15 +82,24 @@ func startPartialUpload(t *testing.T, h *hub, repo string, blob []byte, send int
 	return conn, path.Base(loc.Path)
 }
 
-// waitUploadData waits (bounded) until the hub has written n bytes of an upload session.
-func waitUploadData(dir, repo, uuid string, n int64) {
-	p := filepath.Join(dir, "docker/registry/v2/repositories", repo, "_uploads", uuid, "data")
-	for i := 0; i < 1000; i++ {
-		if fi, err := os.Stat(p); err == nil && fi.Size() >= n {
-			return
+// waitUploadData waits (bounded) until the hub has written n bytes of an upload: into
+// the session's data file (distribution's path), or into a file it stages a one-pass
+// upload in.
+func waitUploadData(t *testing.T, dir, repo, uuid string, n int64) {
+	t.Helper()
+	written := func() bool {
+		if fi, err := os.Stat(filepath.Join(dir, "docker/registry/v2/repositories", repo, "_uploads", uuid, "data")); err == nil && fi.Size() >= n {
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
+		staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
+		for _, e := range staged {
+			if fi, err := e.Info(); err == nil && fi.Size() >= n {
+				return true
+			}
+		}
+		return false
 	}
+	require.Eventually(t, written, 10*time.Second, 5*time.Millisecond, "the hub never got %d bytes of the upload", n)
 }
 
 // TestClientDisconnectMidUpload: a client that goes away mid-blob leaves nothing visible,
@@ -141,10 +150,16 @@ func TestSIGKILLMidPush(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.status)
 	r = h.do("PATCH", h.location(r), map[string]string{"Content-Type": "application/octet-stream"}, randomBytes(300000))
 	require.Equal(t, http.StatusAccepted, r.status)
+	// and two monolithic PUTs half sent: one staged through the page cache, one with
+	// O_DIRECT (from directMin)
 	blob := randomBytes(4 << 20)
 	conn, uuid := startPartialUpload(t, h, "crash", blob, 3<<20)
 	defer conn.Close()
-	waitUploadData(dir, "crash", uuid, 1<<20) // the hub is inside the PUT
+	waitUploadData(t, dir, "crash", uuid, 1<<20) // the hub is inside the PUT
+	big := randomBytes(directMin + 4<<20)
+	conn2, uuid2 := startPartialUpload(t, h, "crash", big, directMin)
+	defer conn2.Close()
+	waitUploadData(t, dir, "crash", uuid2, directMin-directMin/4)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
@@ -152,6 +167,7 @@ func TestSIGKILLMidPush(t *testing.T) {
 	_, u2 := startHubProcess(t, dir)
 	h2 := &hub{t: t, url: u2}
 	assert.Equal(t, http.StatusNotFound, h2.do("HEAD", "/v2/crash/blobs/"+digest.FromBytes(blob).String(), nil, nil).status)
+	assert.Equal(t, http.StatusNotFound, h2.do("HEAD", "/v2/crash/blobs/"+digest.FromBytes(big).String(), nil, nil).status)
 	r = h2.do("GET", "/v2/before/manifests/v1", nil, nil)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, mb, r.body)
@@ -161,8 +177,12 @@ func TestSIGKILLMidPush(t *testing.T) {
 		assert.Equal(t, l.Digest, digest.FromBytes(r.body))
 	}
 
-	// the re-push completes: the cut blob, then a whole image with a real client
+	// the re-push completes: the cut blobs, then a whole image with a real client
 	assert.Equal(t, digest.FromBytes(blob), h2.pushBlob("crash", blob))
+	assert.Equal(t, digest.FromBytes(big), h2.pushBlob("crash", big))
+	r = h2.do("GET", "/v2/crash/blobs/"+digest.FromBytes(big).String(), nil, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, digest.FromBytes(big), digest.FromBytes(r.body))
 	img, err := random.Image(100000, 3)
 	require.NoError(t, err)
 	ref, err := name.ParseReference(strings.TrimPrefix(u2, "http://")+"/crash:v1", name.Insecure)

@@ -48,7 +48,7 @@ func TestServeShutdown(t *testing.T) {
 	blob := randomBytes(2 << 20)
 	conn, uuid := startPartialUpload(t, h, "finish", blob, 1<<20)
 	defer conn.Close()
-	waitUploadData(dir, "finish", uuid, 512<<10)
+	waitUploadData(t, dir, "finish", uuid, 512<<10)
 	cancel()
 	_, err = conn.Write(blob[1<<20:])
 	require.NoError(t, err)
@@ -70,7 +70,7 @@ func TestServeShutdown(t *testing.T) {
 	// a stalled upload is cut when the timeout ends, and stays invisible
 	conn2, uuid2 := startPartialUpload(t, h2, "stall", blob, 1<<20)
 	defer conn2.Close()
-	waitUploadData(dir, "stall", uuid2, 512<<10)
+	waitUploadData(t, dir, "stall", uuid2, 512<<10)
 	cancel2()
 	err = <-done2
 	require.ErrorContains(t, err, "were cut")
