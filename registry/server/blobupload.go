@@ -237,9 +237,5 @@ func purgeStaged(root string, cutoff time.Time, dryRun bool) (int, error) {
 	return n, nil
 }
 
-func blobLink(repo string, d digest.Digest) string {
-	return path.Join(registryRoot, "repositories", repo, "_layers", d.Algorithm().String(), d.Encoded(), "link")
-}
-
 // uploadBufs are the buffers upload bodies are read with: a 1 MiB blob in a few reads.
 var uploadBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

@@ -131,12 +131,6 @@ func (s *Server) deleteBlob(app *handlers.App, w *logWriter, r *http.Request, re
 	app.ServeHTTP(w, r)
 }
 
-// Where a repository keeps the links of its blobs and of its manifests.
-const (
-	layersDir    = "_layers"
-	revisionsDir = "_manifests/revisions"
-)
-
 // listAliases maps the aliases under a repository's layersDir or revisionsDir to the
 // sha256 each names.
 func listAliases(ctx context.Context, d storagedriver.StorageDriver, repo, dir string) (map[digest.Digest]digest.Digest, error) {

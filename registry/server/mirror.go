@@ -223,8 +223,6 @@ func (m *mirror) route(w http.ResponseWriter, r *http.Request) *http.Request {
 	return out
 }
 
-func repoPath(repo string) string { return path.Join(registryRoot, "repositories", repo) }
-
 func tagLink(repo, tag string) string {
 	return path.Join(repoPath(repo), "_manifests/tags", tag, "current/link")
 }

@@ -54,8 +54,20 @@ func referrerFile(repo string, subject, referrer digest.Digest) string {
 	return path.Join(referrerDir(repo, subject), referrer.Algorithm().String()+"_"+referrer.Encoded())
 }
 
+// Where distribution keeps a repository, and in it the links of its blobs and manifests.
+const (
+	layersDir    = "_layers"
+	revisionsDir = "_manifests/revisions"
+)
+
+func repoPath(repo string) string { return path.Join(registryRoot, "repositories", repo) }
+
 func revisionLink(repo string, d digest.Digest) string {
-	return path.Join(registryRoot, "repositories", repo, "_manifests/revisions", d.Algorithm().String(), d.Encoded(), "link")
+	return path.Join(repoPath(repo), revisionsDir, d.Algorithm().String(), d.Encoded(), "link")
+}
+
+func blobLink(repo string, d digest.Digest) string {
+	return path.Join(repoPath(repo), layersDir, d.Algorithm().String(), d.Encoded(), "link")
 }
 
 func blobData(d digest.Digest) string {
