@@ -404,9 +404,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if m := blobPath.FindStringSubmatch(r.URL.Path); m != nil {
-		if d, err := digest.Parse(m[2]); err == nil && r.Method == http.MethodDelete {
-			s.deleteBlob(app, lw, r, m[1], d)
-			return
+		if r.Method == http.MethodDelete {
+			if d, err := digest.Parse(m[2]); err == nil {
+				s.deleteBlob(app, lw, r, m[1], d)
+				return
+			}
 		}
 		if d, ok := alias(m[2]); ok {
 			lw.answerAs(d, nil)
