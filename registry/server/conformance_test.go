@@ -222,7 +222,13 @@ func TestManifests(t *testing.T) {
 // TestErrorCodes checks each error code of the spec against the request that should
 // produce it.
 func TestErrorCodes(t *testing.T) {
-	_, ts := newTestServer(t, Config{})
+	for _, mode := range []string{"filesystem", "inmemory"} {
+		t.Run(mode, func(t *testing.T) { testErrorCodes(t, Config{InMemory: mode == "inmemory"}) })
+	}
+}
+
+func testErrorCodes(t *testing.T, cfg Config) {
+	_, ts := newTestServer(t, cfg)
 	h := &hub{t: t, url: ts.URL}
 	m, mb := h.image("err", 1)
 	require.Equal(t, http.StatusCreated, h.putManifest("err", "v1", mb, v1.MediaTypeImageManifest).status)
@@ -272,6 +278,15 @@ func TestErrorCodes(t *testing.T) {
 		{"manifest blob unknown", "PUT", func() string { return "/v2/err/manifests/missing" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, missingBlobJSON, 400, "MANIFEST_BLOB_UNKNOWN"},
 		{"manifest wrong blob size", "PUT", func() string { return "/v2/err/manifests/size" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, badSizeJSON, 400, "MANIFEST_INVALID"},
 		{"manifest digest mismatch", "PUT", func() string { return "/v2/err/manifests/" + unknown.String() }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, mb, 400, "DIGEST_INVALID"},
+		// distribution v3 answers these with 500 UNKNOWN (found by FuzzHub), or stores an index
+		// whose child cannot be named
+		{"manifest schemaVersion 0", "PUT", func() string { return "/v2/err/manifests/v0" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte(`{}`), 400, "MANIFEST_INVALID"},
+		{"manifest null", "PUT", func() string { return "/v2/err/manifests/null" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte(`null`), 400, "MANIFEST_INVALID"},
+		{"index schemaVersion 3", "PUT", func() string { return "/v2/err/manifests/v3" }, map[string]string{"Content-Type": v1.MediaTypeImageIndex}, []byte(`{"schemaVersion":3,"manifests":[]}`), 400, "MANIFEST_INVALID"},
+		{"docker manifest schemaVersion 3", "PUT", func() string { return "/v2/err/manifests/d3" }, map[string]string{"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"}, []byte(`{"schemaVersion":3,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`), 400, "MANIFEST_INVALID"},
+		{"manifest malformed config digest", "PUT", func() string { return "/v2/err/manifests/cfg" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte(`{"schemaVersion":2,"config":{"mediaType":"a/b","digest":"sha256:zz","size":1},"layers":[]}`), 400, "MANIFEST_INVALID"},
+		{"index malformed child digest", "PUT", func() string { return "/v2/err/manifests/child" }, map[string]string{"Content-Type": v1.MediaTypeImageIndex}, []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"` + v1.MediaTypeImageManifest + `","digest":"sha256:abc","size":1}]}`), 400, "MANIFEST_INVALID"},
+		{"manifest malformed subject digest", "PUT", func() string { return "/v2/err/manifests/subj" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte(`{"schemaVersion":2,"config":{"mediaType":"a/b","digest":"` + unknown.String() + `","size":1},"layers":[],"subject":{"mediaType":"a/b","digest":"md5:00","size":1}}`), 400, "MANIFEST_INVALID"},
 		{"manifest oversized", "PUT", func() string { return "/v2/err/manifests/big" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, []byte(`{"schemaVersion":2,"x":"` + strings.Repeat("a", 5<<20) + `"}`), 400, "MANIFEST_INVALID"},
 		{"tag invalid", "PUT", func() string { return "/v2/err/manifests/-bad-tag" }, map[string]string{"Content-Type": v1.MediaTypeImageManifest}, mb, 400, "TAG_INVALID"},
 		{"get invalid tag", "GET", func() string { return "/v2/err/manifests/.INVALID_MANIFEST_NAME" }, nil, nil, 404, "MANIFEST_UNKNOWN"},
@@ -286,6 +301,12 @@ func TestErrorCodes(t *testing.T) {
 		{"referrers wrong method", "PUT", func() string { return "/v2/err/referrers/" + unknown.String() }, nil, nil, 405, "UNSUPPORTED"},
 		{"delete unknown manifest", "DELETE", func() string { return "/v2/err/manifests/" + unknown.String() }, nil, nil, 404, "MANIFEST_UNKNOWN"},
 		{"delete unknown blob", "DELETE", func() string { return "/v2/err/blobs/" + unknown.String() }, nil, nil, 404, "BLOB_UNKNOWN"},
+		// distribution builds a storage path from last: all, nothing, or (in memory) a 500
+		{"tags last invalid", "GET", func() string { return "/v2/err/tags/list?last=..%2F..%2Fx" }, nil, nil, 400, "TAG_INVALID"},
+		{"tags last space", "GET", func() string { return "/v2/err/tags/list?n=1&last=%20" }, nil, nil, 400, "TAG_INVALID"},
+		{"tags last of unknown repo", "GET", func() string { return "/v2/nosuchrepo/tags/list?last=a" }, nil, nil, 404, "NAME_UNKNOWN"},
+		{"catalog last invalid", "GET", func() string { return "/v2/_catalog?last=a%2F%2Fb" }, nil, nil, 400, "NAME_INVALID"},
+		{"catalog last space", "GET", func() string { return "/v2/_catalog?n=1&last=%20" }, nil, nil, 400, "NAME_INVALID"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,7 +85,7 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if len(body) <= maxManifestLen && !s.checkManifestSizes(w, r, repo, body) {
+	if len(body) <= maxManifestLen && !s.checkManifest(w, r, repo, body) {
 		return
 	}
 	if d, ok := alias(ref); ok {

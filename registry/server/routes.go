@@ -3,9 +3,11 @@ package server
 import (
 	"encoding/json"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 
@@ -61,11 +63,15 @@ var allManifestTypes = strings.Join([]string{
 }, ", ")
 
 // validRoute answers NAME_INVALID and TAG_INVALID for requests distribution's router
-// would not even match (it answers a bare 404 page to those).
+// would not even match (it answers a bare 404 page to those), and for list pages that
+// start after something no list can hold.
 func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 	p := r.URL.Path
+	if p == "/v2/_catalog" {
+		return s.validLast(w, r, "")
+	}
 	var name, ref string
-	isManifest := false
+	isManifest, isTags := false, false
 	if m := manifestPath.FindStringSubmatch(p); m != nil {
 		name, ref, isManifest = m[1], m[2], true
 	} else if m := uploadPath.FindStringSubmatch(p); m != nil {
@@ -73,7 +79,7 @@ func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 	} else if m := blobPath.FindStringSubmatch(p); m != nil {
 		name = m[1]
 	} else if m := tagsPath.FindStringSubmatch(p); m != nil {
-		name = m[1]
+		name, isTags = m[1], true
 	} else if m := referrersPath.FindStringSubmatch(p); m != nil {
 		name = m[1]
 	} else {
@@ -82,6 +88,9 @@ func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 	if _, err := reference.WithName(name); err != nil {
 		writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"name": name, "reason": err.Error()})
 		return false
+	}
+	if isTags {
+		return s.validLast(w, r, name)
 	}
 	if isManifest && !strings.Contains(ref, ":") && !tagPattern.MatchString(ref) {
 		if r.Method == http.MethodPut {
@@ -95,6 +104,34 @@ func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 	if isManifest && strings.Contains(ref, ":") {
 		if _, err := digest.Parse(ref); err != nil {
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content", map[string]string{"digest": ref, "reason": err.Error()})
+			return false
+		}
+	}
+	return true
+}
+
+// validLast checks the last parameter of a catalog page (repo "") or of repo's tag list:
+// distribution builds a storage path from it, so a value that is no repository name or
+// tag gets an answer that makes no sense (all or nothing) or, in memory, a 500. Clients
+// send the last entry of the previous page, which is always valid. A tag list after
+// last of a repository that does not exist is NAME_UNKNOWN, as without last
+// (distribution answers an empty list).
+func (s *Server) validLast(w http.ResponseWriter, r *http.Request, repo string) bool {
+	last := r.URL.Query().Get("last")
+	switch {
+	case last == "":
+		return true
+	case repo == "":
+		if _, err := reference.WithName(last); err != nil {
+			writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"last": last, "reason": err.Error()})
+			return false
+		}
+	case !tagPattern.MatchString(last):
+		writeError(w, http.StatusBadRequest, "TAG_INVALID", "invalid tag", map[string]string{"last": last})
+		return false
+	default:
+		if _, err := s.driver.Stat(r.Context(), path.Join(repoPath(repo), "_manifests")); isNotFound(err) {
+			writeError(w, http.StatusNotFound, "NAME_UNKNOWN", "repository name not known to registry", map[string]string{"name": repo})
 			return false
 		}
 	}
@@ -146,23 +183,53 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 	_, _ = io.Copy(w, rec.Body)
 }
 
-// checkManifestSizes refuses a manifest whose config or layer descriptors give a size
-// other than the stored blob's (distribution v3 checks presence only). It returns false
-// after answering MANIFEST_INVALID.
-func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
+// v2Manifests are the media types distribution parses as schema 2 manifests and indexes.
+var v2Manifests = map[string]bool{
+	v1.MediaTypeImageManifest: true, v1.MediaTypeImageIndex: true,
+	"application/vnd.docker.distribution.manifest.v2+json":      true,
+	"application/vnd.docker.distribution.manifest.list.v2+json": true,
+}
+
+// checkManifest refuses, with MANIFEST_INVALID, what distribution v3 would either accept
+// or answer with a 500: a schema 2 manifest or index whose schemaVersion is not 2, a
+// descriptor (config, layer, child manifest, subject) whose digest is malformed, and a
+// config or layer descriptor whose size is not the stored blob's (distribution checks
+// presence only). It returns false after answering.
+func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
 	var m struct {
-		Config *v1.Descriptor  `json:"config"`
-		Layers []v1.Descriptor `json:"layers"`
+		SchemaVersion *int            `json:"schemaVersion"`
+		Config        *v1.Descriptor  `json:"config"`
+		Layers        []v1.Descriptor `json:"layers"`
+		Manifests     []v1.Descriptor `json:"manifests"`
+		Subject       *v1.Descriptor  `json:"subject"`
 	}
 	if json.Unmarshal(body, &m) != nil {
 		return true // distribution reports the syntax error
+	}
+	invalid := func(detail map[string]any) bool {
+		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "manifest invalid", detail)
+		return false
+	}
+	// media types are case-insensitive, as distribution matches them
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); v2Manifests[ct] &&
+		(m.SchemaVersion == nil || *m.SchemaVersion != 2) {
+		return invalid(map[string]any{"reason": "schemaVersion must be 2"})
 	}
 	descs := m.Layers
 	if m.Config != nil {
 		descs = append([]v1.Descriptor{*m.Config}, descs...)
 	}
+	refs := append(descs[:len(descs):len(descs)], m.Manifests...)
+	if m.Subject != nil {
+		refs = append(refs, *m.Subject)
+	}
+	for _, d := range refs {
+		if err := d.Digest.Validate(); err != nil {
+			return invalid(map[string]any{"digest": d.Digest, "reason": "invalid digest: " + err.Error()})
+		}
+	}
 	for _, d := range descs {
-		if d.Digest.Validate() != nil || len(d.URLs) > 0 {
+		if len(d.URLs) > 0 {
 			continue
 		}
 		stored := d.Digest
@@ -176,9 +243,7 @@ func (s *Server) checkManifestSizes(w http.ResponseWriter, r *http.Request, repo
 			continue // missing: distribution answers MANIFEST_BLOB_UNKNOWN
 		}
 		if fi.Size() != d.Size {
-			writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "manifest invalid",
-				map[string]any{"digest": d.Digest, "size": d.Size, "stored": fi.Size(), "reason": "descriptor size does not match the blob"})
-			return false
+			return invalid(map[string]any{"digest": d.Digest, "size": d.Size, "stored": fi.Size(), "reason": "descriptor size does not match the blob"})
 		}
 	}
 	return true
