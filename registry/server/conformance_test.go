@@ -266,6 +266,8 @@ func testErrorCodes(t *testing.T, cfg Config) {
 			require.Equal(t, http.StatusNoContent, h.do("DELETE", loc, nil, nil).status)
 			return loc
 		}, nil, []byte("x"), 404, "BLOB_UPLOAD_UNKNOWN"},
+		{"upload id not an id", "GET", func() string { return "/v2/err/blobs/uploads/=" }, nil, nil, 404, "BLOB_UPLOAD_UNKNOWN"},
+		{"upload id dot-dot", "PUT", func() string { return "/v2/err/blobs/uploads/..?digest=" + unknown.String() }, nil, []byte("x"), 404, "BLOB_UPLOAD_UNKNOWN"},
 		{"upload bad session state", "PATCH", func() string { return "/v2/err/blobs/uploads/3f4b5a2e-0000-0000-0000-000000000000?_state=x" }, nil, []byte("x"), 404, ""},
 		{"monolithic POST wrong digest", "POST", func() string { return "/v2/err/blobs/uploads/?digest=" + unknown.String() }, map[string]string{"Content-Type": "application/octet-stream"}, []byte("other"), 400, "DIGEST_INVALID"},
 		{"manifest unknown tag", "GET", func() string { return "/v2/err/manifests/nope" }, nil, nil, 404, "MANIFEST_UNKNOWN"},

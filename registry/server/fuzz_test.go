@@ -21,7 +21,7 @@ var fuzzMethods = []string{"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPT
 // FuzzHub sends arbitrary requests to hubs that hold an image with a tag, a referrer and
 // an upload in progress: on a directory, in memory, and on a directory behind htpasswd
 // (the request carries the fuzzed Authorization header, or the right one when that is
-// "ok"). Whatever a client sends, the hub answers without panicking and without a 5xx:
+// "ok"); and to a hub that mirrors the first one as up.example. Whatever a client sends, the hub answers without panicking and without a 5xx:
 // bad input is the client's error (4xx), never the server's.
 func FuzzHub(f *testing.F) {
 	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`
@@ -56,6 +56,10 @@ func FuzzHub(f *testing.F) {
 		{0, "/v2/fuzz/app/manifests/v1", "", "", "", nil, "Basic !!!"},
 		{0, "/v2/fuzz/app/manifests/v1", "", "", "", nil, "Basic ZnV6ejp3cm9uZw=="},
 		{0, "/v2/", "", "", "", nil, "Bearer ok"},
+		{0, "/v2/fuzz/app/manifests/v1", "ns=up.example", "", "", nil, ""},
+		{1, "/v2/up.example/fuzz/app/blobs/CONFIG", "", "", "bytes=1-", nil, ""},
+		{0, "/v2/fuzz/app/referrers/MANIFEST", "ns=up.example", "", "", nil, ""},
+		{0, "/v2/up.example/fuzz/app/tags/list", "", "", "", nil, ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.ctype, s.rng, s.body, s.auth)
@@ -87,6 +91,13 @@ func FuzzHub(f *testing.F) {
 		}
 		targets = append(targets, target{mode, srv.Handler(), seedHub(f, srv, user, pass), ok})
 	}
+	// a mirror of the first hub, which fetches from it what it does not hold
+	up := httptest.NewServer(targets[0].h)
+	f.Cleanup(up.Close)
+	mirror, err := New(Config{RootDirectory: f.TempDir(), Mirrors: []Mirror{{Registry: "up.example", URL: up.URL}}})
+	require.NoError(f, err)
+	f.Cleanup(func() { mirror.Close() })
+	targets = append(targets, target{"mirror", mirror.Handler(), targets[0].seed, ""})
 	f.Fuzz(func(t *testing.T, method byte, path, query, ctype, rng string, body []byte, auth string) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path

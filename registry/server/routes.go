@@ -26,6 +26,7 @@ var (
 	blobPath        = newPathPattern("/blobs/", `^/v2/(.+)/blobs/([^/]*)$`)
 	tagsPath        = newPathPattern("/tags/list", `^/v2/(.+)/tags/list$`)
 	tagPattern      = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	uploadID        = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 )
 
 // pathPattern is a route's regexp with a literal that every path it matches contains.
@@ -76,6 +77,12 @@ func (s *Server) validRoute(w http.ResponseWriter, r *http.Request) bool {
 		name, ref, isManifest = m[1], m[2], true
 	} else if m := uploadPath.FindStringSubmatch(p); m != nil {
 		name = m[1]
+		if m[2] != "" && !uploadID.MatchString(m[2]) {
+			// no upload has such an id (distribution's are UUIDs); it would become a
+			// storage path ("..", or characters the driver refuses with a 500)
+			writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", map[string]string{"id": m[2]})
+			return false
+		}
 	} else if m := blobPath.FindStringSubmatch(p); m != nil {
 		name = m[1]
 	} else if m := tagsPath.FindStringSubmatch(p); m != nil {
