@@ -222,6 +222,9 @@ func (f *fetcher) addImage(raw []byte, desc v1.Descriptor) error {
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
+	if err := validSizes(desc, append([]v1.Descriptor{m.Config}, m.Layers...)); err != nil {
+		return err
+	}
 	f.addBlob(m.Config)
 	for _, l := range m.Layers {
 		if !l.MediaType.IsDistributable() && len(l.URLs) > 0 {
@@ -233,6 +236,18 @@ func (f *fetcher) addImage(raw []byte, desc v1.Descriptor) error {
 	return nil
 }
 
+// validSizes refuses a manifest with a negative descriptor size: a blob's size is checked
+// as it is written only when it is not negative, and such a manifest would be stored as
+// is, for every registry it is pushed to later to refuse.
+func validSizes(m v1.Descriptor, descs []v1.Descriptor) error {
+	for _, d := range descs {
+		if d.Size < 0 {
+			return fmt.Errorf("manifest %s: descriptor %s has a negative size (%d)", m.Digest, d.Digest, d.Size)
+		}
+	}
+	return nil
+}
+
 func (f *fetcher) addIndex(ctx context.Context, raw []byte, desc v1.Descriptor, depth int) error {
 	if depth > 8 {
 		return fmt.Errorf("index nesting deeper than 8")
@@ -240,6 +255,9 @@ func (f *fetcher) addIndex(ctx context.Context, raw []byte, desc v1.Descriptor, 
 	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
 		return fmt.Errorf("index %s: %w", desc.Digest, err)
+	}
+	if err := validSizes(desc, m.Manifests); err != nil {
+		return err
 	}
 	for _, d := range m.Manifests {
 		if f.seen[d.Digest] {
