@@ -152,3 +152,39 @@ func seedHub(f *testing.F, srv *Server, user, pass string) *strings.Replacer {
 	return strings.NewReplacer("CONFIG", m.Config.Digest.String(), "MANIFEST", digest.FromBytes(b).String(),
 		"UPLOAD", strings.TrimPrefix(u.Path, "/v2/fuzz/app/blobs/uploads/"), "STATE", u.RawQuery)
 }
+
+// FuzzMirrorUpstream has a mirroring hub fetch a tag from an upstream that answers it
+// with any bytes under any content type. Whatever the upstream sends, the hub answers
+// its client without a 5xx, then and from its cache.
+func FuzzMirrorUpstream(f *testing.F) {
+	f.Add(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`, "application/vnd.oci.image.index.v1+json")
+	f.Add(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`, "application/vnd.oci.image.manifest.v1+json")
+	f.Add("hello", "text/plain")
+	f.Add(`{"schemaVersion":1}`, "")
+	f.Add(`{"schemaVersion":2,"subject":{"digest":"sha256:zz"}}`, "application/vnd.oci.image.manifest.v1+json")
+	f.Fuzz(func(t *testing.T, body, ctype string) {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				return
+			}
+			if ctype != "" {
+				w.Header().Set("Content-Type", ctype)
+			}
+			_, _ = w.Write([]byte(body))
+		}))
+		defer up.Close()
+		srv, err := New(Config{RootDirectory: t.TempDir(), Mirrors: []Mirror{{Registry: "up.example", URL: up.URL}}})
+		require.NoError(t, err)
+		defer srv.Close()
+		for _, try := range []string{"fetch", "cache"} {
+			for _, method := range []string{"HEAD", "GET"} {
+				req := httptest.NewRequest(method, "/v2/app/manifests/v1?ns=up.example", nil)
+				rec := httptest.NewRecorder()
+				srv.Handler().ServeHTTP(rec, req)
+				if rec.Code >= 500 {
+					t.Fatalf("%s %s of a tag the upstream answers with %q (%q) answered %d: %s", try, method, body, ctype, rec.Code, rec.Body.String())
+				}
+			}
+		}
+	})
+}

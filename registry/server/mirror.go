@@ -57,6 +57,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/distribution/distribution/v3"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -595,6 +596,36 @@ func (u *upstream) do(ctx context.Context, method, repo, kind, ref string, accep
 	return resp, nil
 }
 
+// servable reports whether the App can serve raw as a manifest, by the rules it reads a
+// stored one with (schema 2, a known or absent mediaType). What an upstream sends is
+// stored as is, and a document the App cannot read would answer every pull of its tag
+// with a 500 from then on.
+func servable(raw []byte) error {
+	var v struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		MediaType     string          `json:"mediaType"`
+		Manifests     json.RawMessage `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	if v.SchemaVersion != 2 {
+		return fmt.Errorf("schemaVersion %d, not 2", v.SchemaVersion)
+	}
+	mt := v.MediaType
+	if mt == "" {
+		mt = v1.MediaTypeImageManifest
+		if v.Manifests != nil {
+			mt = v1.MediaTypeImageIndex
+		}
+	}
+	if !v2Manifests[mt] {
+		return fmt.Errorf("media type %q", mt)
+	}
+	_, _, err := distribution.UnmarshalManifest(mt, raw)
+	return err
+}
+
 // fetchManifest gets repo:ref (a tag or digest) from upstream and stores it in internal,
 // tagged when ref is a tag (with the time of the check, for Config.MirrorTTL). Storing an
 // unchanged manifest again rewrites the same links: nothing moves.
@@ -616,6 +647,9 @@ func (m *mirror) fetchManifest(ctx context.Context, up *upstream, internal, repo
 	isTag := !strings.Contains(ref, ":")
 	if !isTag && d.String() != ref {
 		return fmt.Errorf("manifest %s@%s: upstream sent content with digest %s", repo, ref, d)
+	}
+	if err := servable(raw); err != nil {
+		return fmt.Errorf("manifest %s:%s: upstream sent no manifest the hub can serve: %w", repo, ref, err)
 	}
 	if err := m.s.enterWrite(ctx); err != nil {
 		return err

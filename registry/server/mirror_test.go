@@ -274,6 +274,34 @@ func TestMirrorTTL(t *testing.T) {
 	assert.Equal(t, second, got)
 }
 
+// An upstream that answers a tag with something that is no manifest (an error page, a
+// schema 1 manifest) must not poison the cache: the pull finds nothing, and the next one,
+// once the upstream is right again, gets the manifest.
+func TestMirrorDoesNotCacheWhatItCannotServe(t *testing.T) {
+	index := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
+	var body atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/" {
+			_, _ = io.WriteString(w, body.Load().(string))
+		}
+	}))
+	defer up.Close()
+	srv, ts := newTestServer(t, Config{Mirrors: []Mirror{{Registry: "up.example", URL: up.URL}}})
+	h := &hub{t: t, url: ts.URL}
+	for _, bad := range []string{"<html>bad gateway</html>", `{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}`, `{"schemaVersion":2,"mediaType":"text/plain"}`} {
+		body.Store(bad)
+		r := h.do("GET", "/v2/app/manifests/v1?ns=up.example", nil, nil)
+		assert.Equal(t, http.StatusNotFound, r.status, "%s: %s", bad, r.body)
+		assert.Equal(t, "MANIFEST_UNKNOWN", r.code())
+		_, err := srv.driver.Stat(context.Background(), revisionLink("up.example/app", digest.FromString(bad)))
+		assert.True(t, isNotFound(err), "%s was stored", bad)
+	}
+	body.Store(index)
+	r := h.do("GET", "/v2/app/manifests/v1?ns=up.example", nil, nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	assert.Equal(t, index, string(r.body))
+}
+
 func TestMirrorRefusesReadOnly(t *testing.T) {
 	_, err := New(Config{RootDirectory: t.TempDir(), ReadOnly: true, Mirrors: []Mirror{{Registry: "docker.io"}}})
 	require.Error(t, err)
