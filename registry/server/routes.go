@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -199,9 +200,9 @@ var v2Manifests = map[string]bool{
 
 // checkManifest refuses, with MANIFEST_INVALID, what distribution v3 would either accept
 // or answer with a 500: a schema 2 manifest or index whose schemaVersion is not 2, a
-// descriptor (config, layer, child manifest, subject) whose digest is malformed, and a
-// config or layer descriptor whose size is not the stored blob's (distribution checks
-// presence only). It returns false after answering.
+// descriptor (config, layer, child manifest, subject) whose digest is malformed or whose
+// size is negative, and a config or layer descriptor whose size is not the stored blob's
+// (distribution checks presence only). It returns false after answering.
 func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
 	var m struct {
 		SchemaVersion *int            `json:"schemaVersion"`
@@ -226,13 +227,16 @@ func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo stri
 	if m.Config != nil {
 		descs = append([]v1.Descriptor{*m.Config}, descs...)
 	}
-	refs := append(descs[:len(descs):len(descs)], m.Manifests...)
+	refs := slices.Concat(descs, m.Manifests)
 	if m.Subject != nil {
 		refs = append(refs, *m.Subject)
 	}
 	for _, d := range refs {
 		if err := d.Digest.Validate(); err != nil {
 			return invalid(map[string]any{"digest": d.Digest, "reason": "invalid digest: " + err.Error()})
+		}
+		if d.Size < 0 {
+			return invalid(map[string]any{"digest": d.Digest, "size": d.Size, "reason": "negative size"})
 		}
 	}
 	for _, d := range descs {
