@@ -597,20 +597,23 @@ func (u *upstream) do(ctx context.Context, method, repo, kind, ref string, accep
 }
 
 // servable reports whether the App can serve raw as a manifest, by the rules it reads a
-// stored one with (schema 2, a known or absent mediaType). What an upstream sends is
-// stored as is, and a document the App cannot read would answer every pull of its tag
-// with a 500 from then on.
+// stored one with (schema 2, a known or absent mediaType), and whether a push of it would
+// be accepted (descriptors checkManifest takes). What an upstream sends is stored as is,
+// and a document the App cannot read would answer every pull of its tag with a 500 from
+// then on.
 func servable(raw []byte) error {
 	var v struct {
-		SchemaVersion int             `json:"schemaVersion"`
-		MediaType     string          `json:"mediaType"`
-		Manifests     json.RawMessage `json:"manifests"`
+		manifestRefs
+		MediaType string `json:"mediaType"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return err
 	}
-	if v.SchemaVersion != 2 {
-		return fmt.Errorf("schemaVersion %d, not 2", v.SchemaVersion)
+	if v.SchemaVersion == nil || *v.SchemaVersion != 2 {
+		return errors.New("schemaVersion is not 2")
+	}
+	if bad := v.badDescriptor(); bad != nil {
+		return fmt.Errorf("descriptor %v: %v", bad["digest"], bad["reason"])
 	}
 	mt := v.MediaType
 	if mt == "" {

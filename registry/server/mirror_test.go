@@ -275,8 +275,8 @@ func TestMirrorTTL(t *testing.T) {
 }
 
 // An upstream that answers a tag with something that is no manifest (an error page, a
-// schema 1 manifest) must not poison the cache: the pull finds nothing, and the next one,
-// once the upstream is right again, gets the manifest.
+// schema 1 manifest) or one a push would be refused must not poison the cache: the pull
+// finds nothing, and the next one, once the upstream is right again, gets the manifest.
 func TestMirrorDoesNotCacheWhatItCannotServe(t *testing.T) {
 	index := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
 	var body atomic.Value
@@ -288,7 +288,11 @@ func TestMirrorDoesNotCacheWhatItCannotServe(t *testing.T) {
 	defer up.Close()
 	srv, ts := newTestServer(t, Config{Mirrors: []Mirror{{Registry: "up.example", URL: up.URL}}})
 	h := &hub{t: t, url: ts.URL}
-	for _, bad := range []string{"<html>bad gateway</html>", `{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}`, `{"schemaVersion":2,"mediaType":"text/plain"}`} {
+	for _, bad := range []string{"<html>bad gateway</html>", `{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}`, `{"schemaVersion":2,"mediaType":"text/plain"}`,
+		// what a push would be refused: a child that cannot be named, a negative size
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:abc","size":1}]}`,
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + digest.FromString("x").String() + `","size":-1}]}`,
+	} {
 		body.Store(bad)
 		r := h.do("GET", "/v2/app/manifests/v1?ns=up.example", nil, nil)
 		assert.Equal(t, http.StatusNotFound, r.status, "%s: %s", bad, r.body)

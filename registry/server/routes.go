@@ -198,19 +198,48 @@ var v2Manifests = map[string]bool{
 	"application/vnd.docker.distribution.manifest.list.v2+json": true,
 }
 
+// manifestRefs are the fields of a manifest or an index that name other content.
+type manifestRefs struct {
+	SchemaVersion *int            `json:"schemaVersion"`
+	Config        *v1.Descriptor  `json:"config"`
+	Layers        []v1.Descriptor `json:"layers"`
+	Manifests     []v1.Descriptor `json:"manifests"`
+	Subject       *v1.Descriptor  `json:"subject"`
+}
+
+// blobs are the config and the layers.
+func (m manifestRefs) blobs() []v1.Descriptor {
+	if m.Config == nil {
+		return m.Layers
+	}
+	return append([]v1.Descriptor{*m.Config}, m.Layers...)
+}
+
+// badDescriptor describes the first descriptor whose digest is malformed or whose size is
+// negative; nil when there is none.
+func (m manifestRefs) badDescriptor() map[string]any {
+	refs := slices.Concat(m.blobs(), m.Manifests)
+	if m.Subject != nil {
+		refs = append(refs, *m.Subject)
+	}
+	for _, d := range refs {
+		if err := d.Digest.Validate(); err != nil {
+			return map[string]any{"digest": d.Digest, "reason": "invalid digest: " + err.Error()}
+		}
+		if d.Size < 0 {
+			return map[string]any{"digest": d.Digest, "size": d.Size, "reason": "negative size"}
+		}
+	}
+	return nil
+}
+
 // checkManifest refuses, with MANIFEST_INVALID, what distribution v3 would either accept
 // or answer with a 500: a schema 2 manifest or index whose schemaVersion is not 2, a
 // descriptor (config, layer, child manifest, subject) whose digest is malformed or whose
 // size is negative, and a config or layer descriptor whose size is not the stored blob's
 // (distribution checks presence only). It returns false after answering.
 func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
-	var m struct {
-		SchemaVersion *int            `json:"schemaVersion"`
-		Config        *v1.Descriptor  `json:"config"`
-		Layers        []v1.Descriptor `json:"layers"`
-		Manifests     []v1.Descriptor `json:"manifests"`
-		Subject       *v1.Descriptor  `json:"subject"`
-	}
+	var m manifestRefs
 	if json.Unmarshal(body, &m) != nil {
 		return true // distribution reports the syntax error
 	}
@@ -223,23 +252,10 @@ func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo stri
 		(m.SchemaVersion == nil || *m.SchemaVersion != 2) {
 		return invalid(map[string]any{"reason": "schemaVersion must be 2"})
 	}
-	descs := m.Layers
-	if m.Config != nil {
-		descs = append([]v1.Descriptor{*m.Config}, descs...)
+	if bad := m.badDescriptor(); bad != nil {
+		return invalid(bad)
 	}
-	refs := slices.Concat(descs, m.Manifests)
-	if m.Subject != nil {
-		refs = append(refs, *m.Subject)
-	}
-	for _, d := range refs {
-		if err := d.Digest.Validate(); err != nil {
-			return invalid(map[string]any{"digest": d.Digest, "reason": "invalid digest: " + err.Error()})
-		}
-		if d.Size < 0 {
-			return invalid(map[string]any{"digest": d.Digest, "size": d.Size, "reason": "negative size"})
-		}
-	}
-	for _, d := range descs {
+	for _, d := range m.blobs() {
 		if len(d.URLs) > 0 {
 			continue
 		}
