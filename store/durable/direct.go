@@ -79,9 +79,7 @@ func (w *DirectWriter) write() {
 				syncedAt, bg = written, make(chan struct{})
 				go func(done chan struct{}) {
 					defer close(done)
-					if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-						bgErr = fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
-					}
+					bgErr = fdatasync(w.f)
 				}(bg)
 			}
 		}
@@ -192,10 +190,7 @@ func (w *DirectWriter) Sync() error {
 	if err := w.end(); err != nil {
 		return err
 	}
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
-	}
-	return nil
+	return fdatasync(w.f)
 }
 
 // Close ends the writing (without a sync) and closes the file.

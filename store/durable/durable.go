@@ -99,13 +99,10 @@ func (w *Writer) idle() bool {
 func (w *Writer) startSync() {
 	done := make(chan struct{})
 	w.bg.done, w.bg.at = done, w.handed
-	fd, name := int(w.f.Fd()), w.f.Name()
 	go func() {
 		defer close(done)
-		if err := unix.Fdatasync(fd); err != nil {
-			// the kernel reports a write-back error to one fdatasync only: keep it
-			w.bg.err = fmt.Errorf("fdatasync %s: %w", name, err)
-		}
+		// the kernel reports a write-back error to one fdatasync only: keep it
+		w.bg.err = fdatasync(w.f)
 	}()
 }
 
@@ -125,9 +122,13 @@ func (w *Writer) Sync() error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	// fdatasync: the data and the size, without waiting for the timestamps
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", w.f.Name(), err)
+	return fdatasync(w.f)
+}
+
+// fdatasync makes f's data and size durable, without waiting for its timestamps.
+func fdatasync(f *os.File) error {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
 	}
 	return nil
 }
