@@ -27,7 +27,8 @@ An oci-archive keeps every digest; a docker-archive keeps image IDs.`,
 		Example: `  sealos load -i kube.tar
   zcat apps.tar.gz | sealos load
   sealos load -i apps.tar --output json`,
-		Args: cobra.NoArgs,
+		Annotations: batchGC,
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown --output %q: use text or json", output)

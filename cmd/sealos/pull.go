@@ -34,7 +34,8 @@ Blobs are verified against their digests. Credentials come from the docker confi
 		Example: `  sealos pull localhost:5000/apps/nginx:v1
   sealos pull --platform linux/arm64 docker.io/labring/kubernetes:v1.29.0
   sealos pull --all --policy missing registry.example.com/team/app:v1 registry.example.com/team/db:v2`,
-		Args: cobra.MinimumNArgs(1),
+		Annotations: batchGC,
+		Args:        cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pol, err := client.ParsePolicy(policy)
 			if err != nil {

@@ -62,7 +62,8 @@ docker config.json (see sealos login) and its credential helpers.`,
 
   # a registry with a self-signed certificate, result as JSON
   sealos push --tls-verify=false -o json myapp:v1 10.0.0.2:5000/myapp:v1`,
-		Args: cobra.RangeArgs(1, 2),
+		Annotations: batchGC,
+		Args:        cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[0]
 			if len(args) == 2 {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cluster-image/sealos/internal/gcmode"
 )
 
 // globalOptions are the flags every command shares.
@@ -15,6 +17,10 @@ type globalOptions struct {
 }
 
 var global globalOptions
+
+// batchGC marks a short transfer command whose live heap stays small: it runs with the
+// garbage collector off up to gcmode.BatchLimit (see package gcmode).
+var batchGC = map[string]string{"sealos.io/gc": "batch"}
 
 // commands is filled by each command file's init, so every command lives in one file and
 // adding one never touches another.
@@ -31,6 +37,11 @@ need) as OCI images, moves them between registries and archives, and runs them o
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			if cmd.Annotations["sealos.io/gc"] == "batch" {
+				gcmode.Batch()
+			} else {
+				gcmode.Normal()
+			}
 			level := slog.LevelInfo
 			if global.debug {
 				level = slog.LevelDebug

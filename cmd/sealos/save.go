@@ -32,7 +32,8 @@ FILE is written to a temporary name and renamed when complete.`,
 		Example: `  sealos save -o kube.tar labring/kubernetes:v1.29.0
   sealos save -o apps.tar --format docker-archive app:v1 db:v2
   sealos save -o - app:v1 | ssh host sealos load`,
-		Args: cobra.MinimumNArgs(1),
+		Annotations: batchGC,
+		Args:        cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
 				return fmt.Errorf("save: give the archive with -o FILE (or -o - for stdout)")
