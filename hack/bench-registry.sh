@@ -94,6 +94,7 @@ size_of() { du -sb "$WORK/layouts/$1/blobs" | awk '{print $1}'; }
 # so the minimum is the figure least disturbed by others; both tools get the same chance).
 run() {
 	local key=$1; shift
+	[ -z "${BEFORE:-}" ] || eval "$BEFORE"
 	sync
 	local s e t
 	s=$(now)
@@ -126,11 +127,16 @@ for r in $(seq "$RUNS"); do
 		pair "push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img-$r:v1" \
 			-- crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1"
 	done
+	# Before each pull (untimed), the last pull's output is deleted, so both tools of a
+	# pair write into memory in the same state: the second no longer runs with the
+	# first's 1 GiB still in the page cache (free page reporting, above, makes memory
+	# that was freed a while ago slow to touch again).
+	BEFORE='rm -rf "$WORK/pullroot" "$WORK/cranepull"'
 	for img in large small; do
-		rm -rf "$WORK/pullroot" "$WORK/cranepull"
 		pair "pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1" \
 			-- crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
 	done
+	BEFORE=
 	# the small pull once more, untimed, for the time it takes inside sealos (after
 	# process start), from its debug log
 	rm -rf "$WORK/pullroot"
@@ -148,6 +154,11 @@ for r in $(seq "$RUNS"); do
 	run "ref-disk" bash -c 'for f in "$@"; do dd if="$f" of="$0/$(basename "$f")" bs=1M conv=fsync status=none & done; wait' \
 		"$WORK/floor" $(find "$WORK/layouts/large/blobs" -type f -size +1M)
 	rm -rf "$WORK/floor"
+	# and the same layers read back from the hub's disk with O_DIRECT: the hub stages big
+	# blobs with O_DIRECT (durable.DirectWriter), so the first pull after a push reads
+	# them from the disk, where the stock registry's are still in the page cache
+	run "ref-disk-read" bash -c 'for f in "$@"; do h=$(basename "$f"); dd if="$0/${h:0:2}/$h/data" of=/dev/null bs=1M iflag=direct status=none & done; wait' \
+		"$WORK/hub/docker/registry/v2/blobs/sha256" $(find "$WORK/layouts/large/blobs" -type f -size +1M)
 	run "ref-start-sealos" "$SEALOS" version
 	run "ref-start-crane" crane version
 done
@@ -195,6 +206,8 @@ printf '%-28s per-run ratios: %s(median %sx)\n' "pull small - process start" "$(
 [ -s "$WORK/repush-inner.txt" ] && echo "re-push inside sealos (connect + one manifest HEAD), per run: $(tr '\n' ' ' <"$WORK/repush-inner.txt")"
 awk -v d="${T[ref-disk]}" -v s="${T[sealos-push-large]}" -v c="${T[crane-push-large]}" -v b="$(size_of large)" 'BEGIN{
 	printf "disk: the large layers copied with dd conv=fsync (in parallel, one fsync each at the end): %.3f s (%.1f MB/s); push large takes %.2fx that with sealos, %.2fx with crane\n", d, b/d/1e6, s/d, c/d }'
+awk -v d="${T[ref-disk-read]}" -v s="${T[sealos-pull-large]}" -v b="$(size_of large)" 'BEGIN{
+	printf "disk: the same layers read from the hub'"'"'s disk with dd iflag=direct (in parallel): %.3f s (%.1f MB/s); pull large takes %.2fx that with sealos (the hub staged them with O_DIRECT: a first pull reads them from the disk, crane'"'"'s from the page cache)\n", d, b/d/1e6, s/d }'
 awk -v s="${T[ref-start-sealos]}" -v c="${T[ref-start-crane]}" 'BEGIN{
 	printf "process start (version): sealos %.0f ms, crane %.0f ms\n", s*1000, c*1000 }'
 if [ -r "$REPORTED" ]; then
