@@ -19,8 +19,9 @@ import (
 	"runtime/debug"
 )
 
-// BatchLimit is the heap size at which a Batch command collects after all: far above what
-// a transfer keeps live, so it only bounds a case nobody measured.
+// BatchLimit is the memory the Go runtime may hold (heap and all, debug.SetMemoryLimit)
+// before a Batch command collects after all: push, pull, save and load of 1 GiB peaked
+// at 48-62 MB RSS with the collector off, so this only bounds a case nobody measured.
 const BatchLimit = 256 << 20
 
 var (
@@ -34,7 +35,7 @@ func Normal() {
 	debug.SetGCPercent(percent)
 }
 
-// Batch leaves the collector off until the heap reaches BatchLimit, unless the user set
+// Batch turns the collector off until the runtime holds BatchLimit, unless the user set
 // GOGC or GOMEMLIMIT: their setting wins.
 func Batch() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
