@@ -4,7 +4,8 @@
 // compiler, client-go's scheme, distribution's routes, ...) allocates ~7 MiB, and the two
 // collections that triggers cost ~5 ms of CPU on every start. Go initialises a package as
 // soon as its imports are, taking the first by import path among those ready, so this
-// package, which needs only the runtime, is initialised before those heavy ones.
+// package, which imports only os and runtime/debug, is initialised before those heavy
+// ones (GODEBUG=inittrace=1 shows it 276th of ~600, ahead of both named above).
 //
 // Before a command runs, the root command picks a mode: [Normal] for anything long-running
 // or memory-hungry (a build, the hub, an apply), [Batch] for a short transfer whose live
