@@ -20,7 +20,9 @@ var global globalOptions
 
 // batchGC marks a short transfer command whose live heap stays small: it runs with the
 // garbage collector off up to gcmode.BatchLimit (see package gcmode).
-var batchGC = map[string]string{"sealos.io/gc": "batch"}
+var batchGC = map[string]string{gcAnnotation: "batch"}
+
+const gcAnnotation = "sealos.io/gc"
 
 // commands is filled by each command file's init, so every command lives in one file and
 // adding one never touches another.
@@ -37,7 +39,7 @@ need) as OCI images, moves them between registries and archives, and runs them o
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
-			if cmd.Annotations["sealos.io/gc"] == "batch" {
+			if cmd.Annotations[gcAnnotation] == "batch" {
 				gcmode.Batch()
 			} else {
 				gcmode.Normal()
