@@ -9,15 +9,16 @@ export DEBIAN_FRONTEND=noninteractive
 #   busybox-static  a base image for RUN examples (no public registry is reachable)
 #   skopeo buildah  interoperability clients (read our archives, pull from our hub) and peers in benchmarks
 #   openssh-server  target nodes for the apply engine; openssl/perl hash their passwords
-#   containerd      ctr, a real client behind mirror-config
+#   containerd      ctr, a real client behind mirror-config; containerd in test hosts
 #   iproute2 util-linux  mount namespaces (unshare) for test nodes
+#   iptables        test hosts (nodes.sh NODES_NETNS=1): FORWARD DROP rules at their bridge
 #   curl zstd       the registry check of apply, zstd-compressed shipping
 #   python3 bc      benchmark scripts
 if [ "$(id -u)" = 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
-    iproute2 util-linux ca-certificates git make tar curl zstd python3 bc
+    iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi
