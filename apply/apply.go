@@ -18,11 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/cluster-image/sealos/apply/clusterfile"
+	"github.com/cluster-image/sealos/apply/kube"
 	"github.com/cluster-image/sealos/apply/plan"
 	"github.com/cluster-image/sealos/apply/ship"
 	"github.com/cluster-image/sealos/apply/transport"
@@ -141,6 +144,7 @@ type run struct {
 	pool *transport.Pool
 	out  *syncWriter
 	plan *plan.Plan
+	kube *kubeRun // when the rootfs carries Kubernetes
 }
 
 func (r *run) logf(format string, args ...any) { r.out.printf(format+"\n", args...) }
@@ -172,19 +176,23 @@ func (r *run) apply(ctx context.Context) error {
 		}
 	})
 
-	steps := []struct {
+	type step struct {
 		name string
 		fn   func(context.Context) error
-	}{
-		{"ship", r.shipAll},
-		{"registry", r.registry},
-		{"scripts", r.scripts},
-		{"commands", r.commands},
+	}
+	steps := []step{{"ship", r.shipAll}, {"registry", r.registry}, {"scripts", r.scripts}, {"commands", r.commands}}
+	if r.isKube() {
+		// Checked before anything is shipped; the cluster comes up once the rootfs scripts
+		// installed containerd and the kubelet, before any image's commands run.
+		steps = slices.Insert(steps, 3, step{"kubernetes", r.kubernetes})
+		steps = slices.Insert(steps, 0, step{"kubernetes check", r.kubePreflight})
 	}
 	for _, s := range steps {
+		begun := time.Now()
 		if err := s.fn(ctx); err != nil {
 			return err
 		}
+		r.logf("step %s: %s", s.name, time.Since(begun).Round(100*time.Millisecond))
 	}
 	return r.st.update(func(c *clusterfile.Cluster) {
 		c.Status.Images = nil
@@ -354,7 +362,13 @@ func (r *run) commands(ctx context.Context) error {
 		if img.Type == imagespec.Application {
 			a := apps[img.Ref+"@"+img.Digest]
 			hosts, dir = p.Masters[:1], path.Join(DataDir(r.name), "applications", a.Name)
-			env = func(string) map[string]string { return a.Env }
+			appEnv := a.Env
+			if r.kube != nil {
+				// kubectl and helm in the image's commands reach the cluster.
+				appEnv = maps.Clone(a.Env)
+				appEnv["KUBECONFIG"] = kube.AdminKubeconfig
+			}
+			env = func(string) map[string]string { return appEnv }
 		}
 		for j, c := range cmds {
 			name := fmt.Sprintf("cmd %d.%d %s", i, j, img.Ref)

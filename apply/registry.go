@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 
@@ -56,35 +55,8 @@ func (r *run) registry(ctx context.Context) error {
 		return &StepError{Step: "registry", Err: fmt.Errorf("the env needs %s, %s and %s", imagespec.EnvRegistryDomain, imagespec.EnvRegistryPort, imagespec.EnvRegistryData)}
 	}
 	_ = r.st.update(func(c *clusterfile.Cluster) { c.Status.RegistryData = data })
-	bin := r.o.SealosBinary
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return &StepError{Step: "registry", Err: err}
-		}
-		bin = exe
-	}
-	binSum, err := tree.HashFile(bin)
-	if err != nil {
-		return &StepError{Step: "registry", Err: fmt.Errorf("the sealos binary to serve the registry: %w", err)}
-	}
 	dd := DataDir(r.name)
-	remoteBin := path.Join(dd, "bin", "sealos")
-
-	// The binary, content-addressed.
-	err = r.pool.ForEach(ctx, p.Registry, func(ctx context.Context, t transport.Transport) error {
-		out, _ := transport.Output(ctx, t, "sha256sum "+transport.Quote(remoteBin)+" 2>/dev/null | cut -c1-64")
-		if strings.TrimSpace(string(out)) == binSum {
-			return nil
-		}
-		f, err := os.Open(bin)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r.logf("%s: copying the sealos binary to serve the registry", t.Host())
-		return t.Copy(ctx, f, remoteBin, 0o755)
-	})
+	remoteBin, binSum, err := r.shipSealos(ctx, p.Registry, "to serve the registry")
 	if err != nil {
 		return &StepError{Step: "registry binary", Err: err}
 	}
@@ -113,19 +85,11 @@ func (r *run) registry(ctx context.Context) error {
 	err = r.pool.ForEach(ctx, p.Registry, func(ctx context.Context, t transport.Transport) error {
 		ip, _ := clusterfile.SplitIP(t.Host())
 		args := fmt.Sprintf("%s registry serve filesystem %s -p %s --address %s", transport.Quote(remoteBin), transport.Quote(data), transport.Quote(port), transport.Quote(ip))
-		script := fmt.Sprintf(`d=%[1]s; args=%[2]s; sum=%[3]s
-pid=$(cat "$d/registry.pid" 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "$d/registry.args" 2>/dev/null)" = "$args $sum" ]; then exit 0; fi
-if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; fi
-setsid nohup sh -c "exec $args" >"$d/registry.log" 2>&1 </dev/null &
-echo $! >"$d/registry.pid"
-echo "$args $sum" >"$d/registry.args"
-echo started`, transport.Quote(dd), transport.Quote(args), binSum)
-		out, err := transport.Output(ctx, t, script)
+		started, err := startDaemon(ctx, t, dd, "registry", args, binSum)
 		if err != nil {
 			return err
 		}
-		if strings.TrimSpace(string(out)) == "started" {
+		if started {
 			r.logf("%s: registry serving %s on port %s", t.Host(), data, port)
 		}
 		return r.waitRegistry(ctx, t, ip, port, path.Join(dd, "registry.log"))

@@ -67,6 +67,15 @@ func Delete(ctx context.Context, o ResetOptions, hosts []string) error {
 	if len(left.Masters()) == 0 {
 		return fmt.Errorf("deleting %v would leave cluster %q without a master: use 'sealos reset'", hosts, o.Name)
 	}
+	if o.Pool == nil {
+		o.Pool = NewPool(o.Root, c)
+		defer o.Pool.Close()
+	}
+	if c.Status.Kubernetes != "" {
+		if err := removeNodes(ctx, o, left.Masters()[0], left.IPs(), hosts); err != nil && !o.Force {
+			return err
+		}
+	}
 	if err := cleanHosts(ctx, o, c, hosts); err != nil && !o.Force {
 		return err
 	}
@@ -123,11 +132,8 @@ func cleanHosts(ctx context.Context, o ResetOptions, c *clusterfile.Cluster, hos
 				}
 			}
 		}
-		rm := fmt.Sprintf(`d=%s
-pid=$(cat "$d/registry.pid" 2>/dev/null || true)
-if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; fi
-rm -rf "$d"
-%s`, transport.Quote(dd), setHostsLine(hostsMarker(o.Name), ""))
+		rm := fmt.Sprintf("%s\nrm -rf %s\nrmdir %s 2>/dev/null || true\n%s\n%s", stopDaemonsScript(dd), transport.Quote(dd), transport.Quote(path.Dir(dd)),
+			setHostsLine(hostsMarker(o.Name), ""), setHostsLine(apiserverMarker(o.Name), ""))
 		if isRegistry && data != "" {
 			rm += "; rm -rf " + transport.Quote(data)
 		}

@@ -86,9 +86,12 @@ type Status struct {
 	// Scripts are the rootfs script labels (e.g. clean) as applied, for reset.
 	Scripts map[string]string `json:"scripts,omitempty"`
 	// RegistryData is where registry hosts keep the served registry data, for reset.
-	RegistryData string    `json:"registryData,omitempty"`
-	Message      string    `json:"message,omitempty"`
-	Updated      time.Time `json:"updated,omitempty"`
+	RegistryData string `json:"registryData,omitempty"`
+	// Kubernetes is the version kubeadm brought up, when a rootfs image carries it; delete
+	// and reset then drain and reset nodes too.
+	Kubernetes string    `json:"kubernetes,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	Updated    time.Time `json:"updated,omitempty"`
 }
 
 // ImageStatus is an image that was fully applied.
