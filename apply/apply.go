@@ -192,7 +192,7 @@ func (r *run) apply(ctx context.Context) error {
 		if err := s.fn(ctx); err != nil {
 			return err
 		}
-		r.logf("step %s: %s", s.name, time.Since(begun).Round(100*time.Millisecond))
+		r.logf("step %s: %.1fs", s.name, time.Since(begun).Seconds())
 	}
 	return r.st.update(func(c *clusterfile.Cluster) {
 		c.Status.Images = nil

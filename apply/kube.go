@@ -146,7 +146,7 @@ func (r *run) kubernetes(ctx context.Context) error {
 		if err := fn(ctx); err != nil {
 			return err
 		}
-		r.logf("kubernetes: %s done in %s", name, time.Since(start).Round(100*time.Millisecond))
+		r.logf("kubernetes: %s done in %.1fs", name, time.Since(start).Seconds())
 		return nil
 	}
 	if err := timed("hosts entries", func(ctx context.Context) error { return r.apiserverEntries(ctx, p.Hosts) }); err != nil {

@@ -75,7 +75,9 @@ func (r *run) registry(ctx context.Context) error {
 			var b strings.Builder
 			fmt.Fprintf(&b, "set -e; mkdir -p %s; ", transport.Quote(data))
 			for _, s := range sources {
-				fmt.Fprintf(&b, "if [ -d %[1]s ]; then cp -al --remove-destination %[1]s/. %[2]s/; fi; ", transport.Quote(s), transport.Quote(data))
+				// Hard links, or a copy where registryData is another mount (EXDEV, even
+				// for two bind mounts of one file system).
+				fmt.Fprintf(&b, "if [ -d %[1]s ]; then cp -al --remove-destination %[1]s/. %[2]s/ 2>/dev/null || cp -a --remove-destination %[1]s/. %[2]s/; fi; ", transport.Quote(s), transport.Quote(data))
 			}
 			return b.String(), nil, true
 		})
@@ -84,7 +86,7 @@ func (r *run) registry(ctx context.Context) error {
 	}
 	err = r.pool.ForEach(ctx, p.Registry, func(ctx context.Context, t transport.Transport) error {
 		ip, _ := clusterfile.SplitIP(t.Host())
-		args := fmt.Sprintf("%s registry serve filesystem %s -p %s --address %s", transport.Quote(remoteBin), transport.Quote(data), transport.Quote(port), transport.Quote(ip))
+		args := fmt.Sprintf("%s registry serve filesystem %s -p %s --address %s --access-log", transport.Quote(remoteBin), transport.Quote(data), transport.Quote(port), transport.Quote(ip))
 		started, err := startDaemon(ctx, t, dd, "registry", args, binSum)
 		if err != nil {
 			return err

@@ -22,7 +22,12 @@ func newAddCmd() *cobra.Command {
 		Long: `add records new hosts in the cluster and applies the cluster's images: the new hosts get
 the rootfs, the registry entry and run the rootfs scripts and commands; the hosts already
 there are left as they are (nothing sent, nothing run again). The SSH settings are the
-cluster's (spec.ssh).`,
+cluster's (spec.ssh).
+
+In a Kubernetes cluster the new hosts are checked first (architecture, swap, free ports),
+then join: masters one at a time as control-plane members, nodes --parallel at once; the
+pod network routes of every host are brought up to date and the run waits until every node
+is Ready. A failed add is finished by running the same add again.`,
 		Example: `  sealos add --nodes 192.168.0.5,192.168.0.6
   sealos add --masters 192.168.0.7 --cluster prod`,
 		Args: cobra.NoArgs,

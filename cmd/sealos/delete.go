@@ -23,7 +23,11 @@ func newDeleteCmd() *cobra.Command {
 		Long: `delete runs the clean scripts on the hosts, stops what the cluster started there, removes
 what was shipped (/var/lib/sealos/data/<cluster>, the /etc/hosts entry) and records the
 cluster without them. The last master cannot be deleted: use 'sealos reset'. --force goes
-on when a host cannot be reached or a clean script fails.`,
+on when a host cannot be reached or a clean script fails.
+
+In a Kubernetes cluster, each host's node is first drained and deleted through a master
+that stays, and the other hosts drop their routes to its pods; the image's clean script
+then runs 'kubeadm reset' on it (which also takes a master out of etcd).`,
 		Example: `  sealos delete --nodes 192.168.0.5
   sealos delete --nodes 192.168.0.5,192.168.0.6 --cluster prod --force`,
 		Args: cobra.NoArgs,

@@ -12,7 +12,11 @@ import (
 // process, whose root command picks a mode before any command runs; tests run none first.
 func TestMain(m *testing.M) {
 	gcmode.Normal()
-	os.Exit(m.Run())
+	code := m.Run()
+	if kubeRoot.dir != "" {
+		os.RemoveAll(kubeRoot.dir)
+	}
+	os.Exit(code)
 }
 
 // The transfer commands run with the collector off up to gcmode.BatchLimit; the others, the

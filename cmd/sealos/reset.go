@@ -22,7 +22,11 @@ func newResetCmd() *cobra.Command {
 hosts; default 'bash <label>.sh' in scripts/, skipped when absent), stops the registry,
 removes the /etc/hosts entry and everything shipped (/var/lib/sealos/data/<cluster> and
 the registry data), then removes the cluster's state. Without --force the first failure
-stops it and the state is kept; with --force it goes on and forgets the cluster anyway.`,
+stops it and the state is kept; with --force it goes on and forgets the cluster anyway.
+
+For a Kubernetes rootfs image, the image's clean script runs 'kubeadm reset' and removes
+the kubelet, containers, mounts, the pod network (cni0, routes, KUBE-/CNI- iptables
+chains) and the files it installed; reset also stops the nodes' API balancer.`,
 		Example: `  sealos reset
   sealos reset --cluster prod --force`,
 		Args: cobra.NoArgs,

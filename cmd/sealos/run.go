@@ -208,9 +208,21 @@ command or env changed (or with --force). The state is recorded after every step
 <root>/clusters/<cluster>/Clusterfile: after a failure, run again to finish the job.
 On a cluster that exists, run adds the images to it and applies them on its hosts.
 
+Kubernetes: when the rootfs carries bin/kubeadm (e.g. the image 'make kube-image' builds),
+run brings a cluster up the way sealos does. Before anything is shipped, every host is
+checked (the architecture kubeadm is built for, swap off, the ports of its role free). After
+the registry and the rootfs scripts (which install and start containerd and the kubelet):
+apiserver.cluster.local in every /etc/hosts, 'kubeadm init' on the first master, the other
+masters joined one at a time, a local API balancer (sealos kube-balancer on 127.0.0.1:6443)
+on nodes when there are several masters, the nodes joined --parallel at once, the pod
+network (a bridge CNI per node and routes between nodes), and a wait until every node is
+Ready; application images' commands then run on the first master with KUBECONFIG set. The
+image ENV podCIDR, serviceCIDR, clusterDomain and kubeVersion shape the cluster (-e overrides).
+
 Host keys: the first key a host presents is recorded in
 <root>/clusters/<cluster>/known_hosts; a different key later is refused.`,
-		Example: `  sealos run labring/kubernetes:v1.29.0 --masters 192.168.0.2 --nodes 192.168.0.3,192.168.0.4 -i ~/.ssh/id_ed25519
+		Example: `  sealos run sealos.hub/kubernetes:v1.34.4 --masters 192.168.0.2 --nodes 192.168.0.3,192.168.0.4 -i ~/.ssh/id_ed25519
+  sealos run sealos.hub/kubernetes:v1.34.4 my/app:v1 --masters 10.0.0.2,10.0.0.3,10.0.0.4 --nodes 10.0.0.5 -e podCIDR=100.80.0.0/16
   sealos run localhost:5000/my/rootfs:v1 localhost:5000/my/app:v1 --masters 10.0.0.2 -p "$PW" -e registryPort=5001
   sealos run my/app:v2 --cluster prod    # on the hosts of an existing cluster
   sealos run my/app:v2 --cmd 'kubectl apply -f manifests/custom'`,
