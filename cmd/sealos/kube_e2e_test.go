@@ -123,8 +123,9 @@ func requireReady(t *testing.T, set *applytest.Set, want int) {
 func leftovers(t *testing.T, set *applytest.Set, i int) []string {
 	t.Helper()
 	checks := map[string]string{
-		"processes":  `ps -eo comm= | grep -E '^(kubelet|containerd|containerd-shim|kube-apiserver|etcd|kube-proxy|pause|webapp|sealos)' || true`,
-		"mounts":     `grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)' /proc/self/mountinfo || true`,
+		// The host's own processes are those of its cgroup subtree (its / in every hierarchy).
+		"processes":  `for f in $(find /sys/fs/cgroup/pids -name cgroup.procs); do cat "$f"; done | while read -r p; do cat /proc/$p/comm 2>/dev/null; done | grep -vE '^(sshd|sh|bash|cat|find|grep)$' || true`,
+		"mounts":     `grep -E ' /(var/lib/kubelet|run/containerd|var/lib/containerd)/' /proc/self/mountinfo || true`,
 		"cni0":       `ip -o link show | grep -E 'cni0|veth' || true`,
 		"routes":     `ip route show proto 233`,
 		"iptables":   `(iptables-save 2>/dev/null; iptables-legacy-save 2>/dev/null) | grep -E '^:(KUBE|CNI)-' || true`,
