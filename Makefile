@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: build deps test test-short vet fmt examples bench-build bench-registry bench-save bench-apply bench-sync clean
+.PHONY: build deps test test-short vet fmt examples kube-binaries kube-image bench-build bench-registry bench-save bench-apply bench-sync clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sealos
@@ -34,6 +34,20 @@ fmt:
 # and show what was built.
 examples: build
 	./hack/examples.sh $(abspath $(BIN))
+
+# The Kubernetes binaries of the rootfs image (kubeadm, kubelet, kubectl, the control plane,
+# etcd, crictl), built from the Go module proxy and cached by version under
+# /var/cache/sealos-kube (KUBE_CACHE); ~15-20 min the first time, then instant. Prints the
+# directory (hack/kube/binaries.sh).
+kube-binaries:
+	./hack/kube/binaries.sh
+
+# The Kubernetes rootfs cluster image sealos.hub/kubernetes:v1.34.4 (KUBE_VERSION) in the
+# store (SEALOS_ROOT, default /var/lib/sealos): the binaries, control-plane images FROM
+# scratch, examples/kubernetes. Cached: an unchanged second run takes seconds. Prints the
+# image name last (hack/kube/image.sh; as root, needs make deps' packages).
+kube-image: build
+	./hack/kube/image.sh $(abspath $(BIN))
 
 # Build one ~1 GB context (20,000 small files, 6 large) with `sealos build` and with
 # `buildah bud --layers`, cold and unchanged; prints wall/CPU seconds and ratios

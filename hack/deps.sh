@@ -14,11 +14,15 @@ export DEBIAN_FRONTEND=noninteractive
 #   iptables        test hosts (nodes.sh NODES_NETNS=1): FORWARD DROP rules at their bridge
 #   curl zstd       the registry check of apply, zstd-compressed shipping
 #   python3 bc      benchmark scripts
+#   containernetworking-plugins  the Kubernetes rootfs image (make kube-image) ships its CNI
+#                   plugins, like Debian's containerd and runc, and kube-proxy's image Debian's
+#                   iptables (hack/kube/image.sh)
 if [ "$(id -u)" = 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
-    iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc
+    iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc \
+    containernetworking-plugins
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi
