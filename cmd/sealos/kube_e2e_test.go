@@ -268,7 +268,8 @@ func TestKubernetesHA(t *testing.T) {
 	// The node reaches the API through its balancer, with its own credentials; master 1
 	// through its own apiserver.
 	eventually(t, time.Minute, "kubectl on the node", func() error {
-		_, err := set.Sh(3, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get nodes")
+		// A kubelet's credentials read its own Node object only.
+		_, err := set.Sh(3, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node $(hostname)")
 		return err
 	})
 	eventually(t, time.Minute, "kubectl on master 1", func() error {
