@@ -355,11 +355,23 @@ func (r *run) kubeJoin(ctx context.Context, h string, master bool) error {
 	if err != nil {
 		return &StepError{Step: "kubeadm join", Err: err}
 	}
+	// A join that failed half way left the kubelet's files and maybe a Node (the kubelet
+	// registers it once it has credentials): both go before the join is done again.
+	stale, err := r.output(ctx, h, "if [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/bootstrap-kubelet.conf ]; then echo stale; fi")
+	if err != nil {
+		return &StepError{Step: "kubeadm join", Err: &transport.HostError{Host: h, Err: err}}
+	}
+	if strings.TrimSpace(stale) != "" {
+		r.logf("%s: a failed kubeadm join left files: kubeadm reset, and node %s deleted, before joining again", h, host.Name)
+		if _, err := r.output(ctx, h, "kubeadm reset -f"); err != nil {
+			return &StepError{Step: "kubeadm join", Err: &transport.HostError{Host: h, Err: err}}
+		}
+		if _, err := r.kubectl(ctx, "delete node "+transport.Quote(host.Name)+" --ignore-not-found"); err != nil {
+			return &StepError{Step: "kubeadm join", Err: err}
+		}
+	}
 	file := path.Join(kubeDir(r.name), "kubeadm-join.yaml")
 	cmd := fmt.Sprintf(`set -e
-if [ -e /etc/kubernetes/kubelet.conf ]; then
-  echo "a failed kubeadm join left files: kubeadm reset first"; kubeadm reset -f >/dev/null 2>&1 || true
-fi
 kubeadm join --config %[1]s
 if [ -e /etc/kubernetes/admin.conf ]; then mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf /root/.kube/config; fi
 echo %[2]s >%[3]s`, transport.Quote(file), transport.Quote(host.Name), transport.Quote(joinedMarker(r.name)))

@@ -14,6 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 #   iptables        test hosts (nodes.sh NODES_NETNS=1): FORWARD DROP rules at their bridge
 #   curl zstd       the registry check of apply, zstd-compressed shipping
 #   python3 bc      benchmark scripts
+#   procps kmod     sysctl, pgrep and (best effort) modprobe in the Kubernetes image's scripts
 #   containernetworking-plugins  the Kubernetes rootfs image (make kube-image) ships its CNI
 #                   plugins, like Debian's containerd and runc, and kube-proxy's image Debian's
 #                   iptables (hack/kube/image.sh)
@@ -22,7 +23,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
     iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc \
-    containernetworking-plugins
+    containernetworking-plugins procps kmod
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi

@@ -222,15 +222,26 @@ func TestKubernetesEndToEnd(t *testing.T) {
 
 	// add: the new host's kubelet port is taken, so the add stops there naming it; once it
 	// is free, the same add finishes.
-	_, err = set.Sh(2, "setsid "+sealosBin(t)+" kube-balancer --listen 0.0.0.0:10250 --backend 127.0.0.1:1 >/dev/null 2>&1 & echo $! >/tmp/squatter.pid")
-	require.NoError(t, err)
+	free := squat(t, set, 2, 10250)
 	r = sealos(t, nil, "", args("add", "--nodes", c)...)
 	require.Error(t, r.err)
 	assert.Contains(t, r.stderr, c)
 	assert.Contains(t, r.stderr, "port 10250 is taken")
-	_, err = set.Sh(2, "kill $(cat /tmp/squatter.pid)")
-	require.NoError(t, err)
-	mustSealos(t, nil, "", args("add", "--nodes", c)...)
+	free()
+
+	// A join killed half way (the kubelet's bootstrap file written): the add fails naming
+	// the host, and the same add finishes the job.
+	killed := make(chan string, 1)
+	go func() {
+		out, _ := set.Sh(2, `for i in $(seq 1 3000); do if [ -e /etc/kubernetes/bootstrap-kubelet.conf ]; then pkill -9 -f 'kubeadm join --config' && echo killed; exit 0; fi; sleep 0.1; done`)
+		killed <- out
+	}()
+	r = sealos(t, nil, "", args("add", "--nodes", c)...)
+	require.Contains(t, <-killed, "killed")
+	require.Error(t, r.err, "the join was killed")
+	assert.Contains(t, r.stderr, c)
+	r = mustSealos(t, nil, "", args("add", "--nodes", c)...)
+	assert.Contains(t, r.stderr, "a failed kubeadm join left files")
 	requireReady(t, set, 3)
 
 	// delete: the node is drained and gone, its host clean.
@@ -239,8 +250,26 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	assert.Empty(t, leftovers(t, set, 2))
 
 	// reset: every host clean.
+	resetClean(t, set, root, cl, 2)
+}
+
+// squat makes a program listen on port of host i (a TCP listener of ours) until the
+// returned func is called.
+func squat(t *testing.T, set *applytest.Set, i, port int) (free func()) {
+	t.Helper()
+	_, err := set.Sh(i, fmt.Sprintf("setsid %s kube-balancer --listen 0.0.0.0:%d --backend 127.0.0.1:1 >/dev/null 2>&1 & echo $! >/tmp/squatter.pid", sealosBin(t), port))
+	require.NoError(t, err)
+	return func() {
+		_, err := set.Sh(i, "kill $(cat /tmp/squatter.pid)")
+		require.NoError(t, err)
+	}
+}
+
+// resetClean resets cluster cl and checks that its first hosts are left clean.
+func resetClean(t *testing.T, set *applytest.Set, root, cl string, hosts int) {
+	t.Helper()
 	mustSealos(t, nil, "", "--root", root, "reset", "--cluster", cl)
-	for i := range 2 {
+	for i := range hosts {
 		assert.Empty(t, leftovers(t, set, i), "host %d", i)
 	}
 }
@@ -276,10 +305,7 @@ func TestKubernetesHA(t *testing.T) {
 		_, err := kubectl(set, 1, "get nodes")
 		return err
 	})
-	mustSealos(t, nil, "", "--root", root, "reset", "--cluster", cl)
-	for i := range 4 {
-		assert.Empty(t, leftovers(t, set, i), "host %d", i)
-	}
+	resetClean(t, set, root, cl, 4)
 }
 
 func TestKubernetesRefusesBadHosts(t *testing.T) {
@@ -288,14 +314,12 @@ func TestKubernetesRefusesBadHosts(t *testing.T) {
 	h := set.IPs[0]
 
 	// Port 6443 is taken on the master.
-	_, err := set.Sh(0, "setsid "+sealosBin(t)+" kube-balancer --listen 0.0.0.0:6443 --backend 127.0.0.1:1 >/dev/null 2>&1 & echo $! >/tmp/squatter.pid")
-	require.NoError(t, err)
+	free := squat(t, set, 0, 6443)
 	r := sealos(t, nil, "", "--root", root, "--cluster", "bad", "run", kubeImage, "--masters", h, "-i", set.Key)
 	require.Error(t, r.err)
 	assert.Contains(t, r.stderr, h)
 	assert.Contains(t, r.stderr, "port 6443 is taken")
-	_, err = set.Sh(0, "kill $(cat /tmp/squatter.pid)")
-	require.NoError(t, err)
+	free()
 	sealos(t, nil, "", "--root", root, "reset", "--cluster", "bad", "--force")
 
 	// A Kubernetes image for arm64 is refused before anything is shipped.
@@ -309,7 +333,7 @@ func TestKubernetesRefusesBadHosts(t *testing.T) {
 	require.Error(t, r.err)
 	assert.Contains(t, r.stderr, "built for arm64")
 	assert.Contains(t, r.stderr, h)
-	_, err = os.Stat(set.Path(0, "/var/lib/sealos/data/arm/rootfs"))
+	_, err := os.Stat(set.Path(0, "/var/lib/sealos/data/arm/rootfs"))
 	assert.True(t, os.IsNotExist(err), "nothing shipped: %v", err)
 	sealos(t, nil, "", "--root", root, "reset", "--cluster", "arm", "--force")
 }
