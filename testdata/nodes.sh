@@ -133,10 +133,12 @@ kill_node() {
 HOST_DIRS="/var/lib/containerd:containerd /var/lib/kubelet:kubelet /var/lib/etcd:etcd
 /var/lib/cni:cni /var/lib/registry:registry /var/log:log /root/.kube:kube"
 
-# Machine-wide sysctls kubelet sets to these values at start (and fails if it cannot). A host
-# shows them from per-host files, so a kubelet inside leaves this machine's untouched.
-KUBELET_SYSCTLS="vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1
-kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000"
+# Sysctls a host may set, each a per-host file that starts (at every boot) with this machine's
+# value: machine-wide ones kubelet sets at start (and fails if it cannot), which would
+# otherwise change this machine; nf_conntrack_max, which kube-proxy sets (and fails if it
+# cannot) but is read-only outside the first network namespace.
+HOST_SYSCTLS="vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
+kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/netfilter/nf_conntrack_max"
 
 netns_name() { echo "sealos-$OCT-$1"; }
 veth_name() { echo "sealos${OCT}h$1"; } # this machine's end; the host's end is eth0
@@ -280,7 +282,7 @@ host_net_down() {
 
 # The first process of a host: runs in the host's cgroups and network namespace, in new mount,
 # UTS and cgroup namespaces; sets the host up, then becomes its sshd.
-# Arguments: state dir, hostname, sshd, per-host dirs, kubelet sysctls.
+# Arguments: state dir, hostname, sshd, per-host dirs, per-host sysctls.
 HOST_INIT='
 set -e
 n=$1
@@ -325,9 +327,10 @@ for f in .bashrc .profile; do
 done
 for m in $4; do mount --bind "$n/${m#*:}" "${m%%:*}"; done
 for s in $5; do
-	f="$n/sysctl/$(echo "${s%%=*}" | tr / .)"
-	echo "${s#*=}" >"$f"
-	mount --bind "$f" "/proc/sys/${s%%=*}"
+	[ -f "/proc/sys/$s" ] || continue
+	f="$n/sysctl/$(echo "$s" | tr / .)"
+	cat "/proc/sys/$s" >"$f"
+	mount --bind "$f" "/proc/sys/$s"
 done
 # Mounts are shared inside the host, as on a systemd machine (containerd, kubelet and CSI
 # expect it); they stay private to the host.
@@ -354,7 +357,7 @@ start_host() {
 		join_cgroups "$i" "$BASHPID"
 		exec setsid nsenter --net="/run/netns/$(netns_name "$i")" -- \
 			unshare -m -u -C --propagation private -- \
-			bash -c "$HOST_INIT" host "$n" "$(hostname_of "$i")" "$SSHD" "$HOST_DIRS" "$KUBELET_SYSCTLS"
+			bash -c "$HOST_INIT" host "$n" "$(hostname_of "$i")" "$SSHD" "$HOST_DIRS" "$HOST_SYSCTLS"
 	) </dev/null >>"$n/sshd.log" 2>&1 &
 	local pid=$!
 	echo "$pid" >"$n/pid"
@@ -506,5 +509,5 @@ sh)
 	if netns; then sh_host "$i" "$@"; else sh_node "$i" "$@"; fi
 	;;
 env) print_env ;;
-*) sed -n '2,31p' "$0" >&2; exit 2 ;;
+*) sed -n '2,30p' "$0" >&2; exit 2 ;;
 esac

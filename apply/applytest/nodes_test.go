@@ -69,6 +69,16 @@ func TestHosts(t *testing.T) {
 		t.Errorf("inside host 1, %s of its cgroups are /, want all", got)
 	}
 
+	// Machine-wide sysctls kubelet and kube-proxy set: a host has its own copies.
+	before, _ := os.ReadFile("/proc/sys/kernel/panic")
+	sh(0, "echo 10 >/proc/sys/kernel/panic; echo 131072 >/proc/sys/net/netfilter/nf_conntrack_max")
+	if got := sh(0, "cat /proc/sys/kernel/panic"); got != "10" {
+		t.Errorf("kernel.panic in host 1 is %q after writing 10", got)
+	}
+	if after, _ := os.ReadFile("/proc/sys/kernel/panic"); string(after) != string(before) {
+		t.Errorf("kernel.panic of this machine changed from %q to %q", before, after)
+	}
+
 	containerdPids := runContainers(t, s, cg)
 
 	// kill cuts host 2's power; restart boots it again: same disks, a fresh /run.
@@ -95,7 +105,7 @@ func TestHosts(t *testing.T) {
 }
 
 // runContainers starts containerd in host 1, runs a busybox container in it and leaves one
-// running; it returns the pids of both (stop must kill them).
+// running (paused); it returns the pids of host 1's processes (stop must kill them).
 func runContainers(t *testing.T, s *Set, cg func(string) string) []int {
 	if _, err := exec.LookPath("containerd"); err != nil {
 		t.Log("no containerd (apt-get install -y containerd): not running containers")
@@ -142,16 +152,28 @@ func runContainers(t *testing.T, s *Set, cg func(string) string) []int {
 	if st, _ := os.ReadFile(filepath.Join(cg("freezer"), "default", "sleeper", "freezer.state")); strings.TrimSpace(string(st)) != "FROZEN" {
 		t.Errorf("the paused container's freezer.state is %q", st)
 	}
-	procs, err := os.ReadFile(filepath.Join(cg("memory"), "default", "sleeper", "cgroup.procs"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(cg("memory"), "default", "sleeper", "cgroup.procs")); err != nil {
 		t.Fatalf("the container's cgroup is not under host 1's: %v", err)
 	}
+	// Every process of host 1, seen from this machine: containerd, shims, the container.
+	var procs []string
+	err = filepath.WalkDir(cg("pids"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "cgroup.procs" {
+			b, err := os.ReadFile(p)
+			procs = append(procs, strings.Fields(string(b))...)
+			return err
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	pids := []int{}
-	for _, f := range strings.Fields(string(procs) + " " + sh("pidof containerd")) {
+	for _, f := range procs {
 		p, _ := strconv.Atoi(f)
 		pids = append(pids, p)
 	}
-	t.Logf("pids of the container and of containerd: %v", pids)
+	t.Logf("processes of host 1: %v (%s)", pids, sh("ps -o pid=,comm= -p "+strings.Join(procs, ",")+" | tr '\\n' ' '"))
 	return pids
 }
 
