@@ -135,7 +135,9 @@ func cleanHosts(ctx context.Context, o ResetOptions, c *clusterfile.Cluster, hos
 		rm := fmt.Sprintf("%s\nrm -rf %s\nrmdir %s 2>/dev/null || true\n%s\n%s", stopDaemonsScript(dd), transport.Quote(dd), transport.Quote(path.Dir(dd)),
 			setHostsLine(hostsMarker(o.Name), ""), setHostsLine(apiserverMarker(o.Name), ""))
 		if isRegistry && data != "" {
-			rm += "; rm -rf " + transport.Quote(data)
+			// The data directory may be a mount point of its own: emptied, then removed
+			// where it can be.
+			rm += fmt.Sprintf("; if [ -d %[1]s ]; then find %[1]s -mindepth 1 -delete; rmdir %[1]s 2>/dev/null || true; fi", transport.Quote(data))
 		}
 		if err := t.Run(ctx, rm, transport.RunOptions{}); err != nil {
 			errs = append(errs, err)
