@@ -230,10 +230,11 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	free()
 
 	// A join killed half way (the kubelet's bootstrap file written): the add fails naming
-	// the host, and the same add finishes the job.
+	// the host, and the same add finishes the job. ([k] keeps pkill off this shell, whose
+	// command line names the pattern too.)
 	killed := make(chan string, 1)
 	go func() {
-		out, _ := set.Sh(2, `for i in $(seq 1 3000); do if [ -e /etc/kubernetes/bootstrap-kubelet.conf ]; then pkill -9 -f 'kubeadm join --config' && echo killed; exit 0; fi; sleep 0.1; done`)
+		out, _ := set.Sh(2, `for i in $(seq 1 3000); do if [ -e /etc/kubernetes/bootstrap-kubelet.conf ]; then pkill -9 -f '[k]ubeadm join --config' && echo killed; exit 0; fi; sleep 0.1; done`)
 		killed <- out
 	}()
 	r = sealos(t, nil, "", args("add", "--nodes", c)...)
