@@ -61,7 +61,10 @@ bench() {
 			"$(step "$l" init)" "$(step "$l" joins)" "$(step "$l" network)" "$(step "$l" 'wait Ready')" "$(step "$l" commands)" "$rerun"
 		# The floor: the rendered rootfs, unpacked on this machine by the run, through tar
 		# and ssh to every host at once, as many streams as the run used.
-		local rootfs; rootfs=$(ls -d "$SEALOS_ROOT"/clusters/bench/work/rootfs-* | grep -v manifest | head -n1)
+		# (kept out of the cluster's state, which reset removes)
+		local rootfs=$WORK/rootfs
+		rm -rf "$rootfs"
+		mv "$(ls -d "$SEALOS_ROOT"/clusters/bench/work/rootfs-* | grep -v manifest | head -n1)" "$rootfs"
 		local mib; mib=$(du -sm "$rootfs" | cut -f1)
 		"$BIN" reset --cluster bench >/dev/null 2>&1
 		drop
