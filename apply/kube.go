@@ -149,6 +149,19 @@ func (r *run) kubernetes(ctx context.Context) error {
 		r.logf("kubernetes: %s done in %.1fs", name, time.Since(start).Seconds())
 		return nil
 	}
+	var nodes []string
+	for _, h := range p.Hosts {
+		if !slices.Contains(p.Masters, h) {
+			nodes = append(nodes, h)
+		}
+	}
+	// The balancer runs before a node's /etc/hosts names it (a master added to a running
+	// cluster moves the nodes onto it); it passes connections to the masters that answer.
+	if len(p.Masters) > 1 && len(nodes) > 0 {
+		if err := timed("balancer", func(ctx context.Context) error { return r.kubeBalancer(ctx, nodes) }); err != nil {
+			return err
+		}
+	}
 	if err := timed("hosts entries", func(ctx context.Context) error { return r.apiserverEntries(ctx, p.Hosts) }); err != nil {
 		return err
 	}
@@ -163,17 +176,6 @@ func (r *run) kubernetes(ctx context.Context) error {
 		r.kube.cluster.Version = strings.TrimSpace(out)
 	}
 	_ = r.st.update(func(c *clusterfile.Cluster) { c.Status.Kubernetes = r.kube.cluster.Version })
-	var nodes []string
-	for _, h := range p.Hosts {
-		if !slices.Contains(p.Masters, h) {
-			nodes = append(nodes, h)
-		}
-	}
-	if len(p.Masters) > 1 && len(nodes) > 0 {
-		if err := timed("balancer", func(ctx context.Context) error { return r.kubeBalancer(ctx, nodes) }); err != nil {
-			return err
-		}
-	}
 	if err := timed("joins", func(ctx context.Context) error { return r.kubeJoins(ctx, nodes) }); err != nil {
 		return err
 	}
