@@ -272,7 +272,7 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
 	}
 	var spool *os.File
 	if !isFile {
-		if spool, err = os.CreateTemp(s.path(privateDir, tmpDir), "load-*"); err != nil {
+		if spool, err = createOwnedTemp(s.path(privateDir, tmpDir), "load"); err != nil {
 			return nil, err
 		}
 		defer os.Remove(spool.Name())

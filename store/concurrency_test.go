@@ -27,6 +27,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(envStuckWriter); dir != "" {
+		stuckWriter(dir) // never returns: the test kills it
+	}
 	if dir := os.Getenv(envWorkerDir); dir != "" {
 		n, _ := strconv.Atoi(os.Getenv(envWorkerN))
 		if err := storeWorker(context.Background(), dir, os.Getenv(envWorkerID), n); err != nil {

@@ -118,6 +118,8 @@ func (s *Store) RemoveImages(ctx context.Context, opts RemoveOptions, refs ...st
 		if err != nil {
 			errs = append(errs, err)
 		}
+	} else {
+		s.sweepTemps() // leftovers of killed writers (GC does it too)
 	}
 	return rep, errors.Join(errs...)
 }
@@ -141,8 +143,8 @@ func shortHex(h v1.Hash) string {
 // maxManifestSize bounds the blobs GC reads as manifests.
 const maxManifestSize = 8 << 20
 
-// tmpMaxAge is how old a temporary file must be before GC deletes it as the leftover of
-// a crashed writer.
+// tmpMaxAge is how old a temporary file without an owner in its name (written by an older
+// version) must be before it is deleted as the leftover of a crashed writer.
 const tmpMaxAge = time.Hour
 
 // GC deletes every blob no image in index.json refers to, waiting for writers holding a
@@ -188,13 +190,7 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	if rep.Blobs > 0 {
 		_ = syncDir(dir)
 	}
-	// Leftovers of crashed writers.
-	tmps, _ := os.ReadDir(s.path(privateDir, tmpDir))
-	for _, e := range tmps {
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > tmpMaxAge {
-			_ = os.RemoveAll(s.path(privateDir, tmpDir, e.Name()))
-		}
-	}
+	s.sweepTemps() // leftovers of killed writers
 	return rep, nil
 }
 

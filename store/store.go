@@ -16,8 +16,9 @@
 //     path still names the file we locked, after locking and again just before the rename,
 //     and start over if not, so no update is lost.
 //   - Blobs are written to .sealos/tmp, digest-verified, fsynced and only then renamed into
-//     blobs/sha256, so a crash never leaves a bad blob visible; GC deletes temporaries
-//     left by crashed writers after an hour. Blobs announced with DeferSync (pulls) skip
+//     blobs/sha256, so a crash never leaves a bad blob visible. Temporary files are
+//     named for the process that writes them, and Open, rmi and GC delete those of
+//     processes that are gone (tmp.go). Blobs announced with DeferSync (pulls) skip
 //     the fsync; their digests are journaled first and re-checked after a reboot
 //     (writeback.go), so no damaged blob is trusted by its name either.
 //   - Writers hold a shared lease (.sealos/gc.lock) from their first blob to their index
@@ -108,6 +109,9 @@ func OpenDir(dir string) (*Store, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", abs, err)
 		}
+	}
+	if rep := s.sweepTemps(); rep.Files > 0 {
+		slog.Debug("store: removed temporary files of killed writers", "store", abs, "files", rep.Files, "bytes", rep.Bytes)
 	}
 	if _, err := os.Stat(s.path(layoutFile)); errors.Is(err, os.ErrNotExist) {
 		if err := s.writeFileAtomic(layoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
@@ -489,7 +493,7 @@ func (s *Store) writeFileAtomic(rel string, data []byte) error {
 // writeTemp writes data to a fsynced temporary file beside rel and returns its path.
 func (s *Store) writeTemp(rel string, data []byte) (string, error) {
 	target := s.path(rel)
-	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(rel)+".tmp-*")
+	f, err := createOwnedTemp(filepath.Dir(target), "."+filepath.Base(rel)+".tmp")
 	if err != nil {
 		return "", err
 	}

@@ -44,7 +44,7 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	if want.Hex != "" && want.Algorithm != "sha256" {
 		return v1.Hash{}, 0, fmt.Errorf("blob %s: only sha256 digests are supported", want)
 	}
-	f, err := os.CreateTemp(s.path(privateDir, tmpDir), "blob-*")
+	f, err := createOwnedTemp(s.path(privateDir, tmpDir), "blob")
 	if err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("write blob: %w", err)
 	}
