@@ -101,9 +101,10 @@ func (s *Server) CollectGarbage(ctx context.Context, opts GCOptions) (GCResult, 
 	}
 	if changed {
 		// a fresh App: its blob descriptor cache knows nothing of deleted blobs.
+		// (writes wait on inproc until the App is stored with its generation)
 		if app, aerr := s.newApp(); aerr == nil {
-			s.app.Store(app)
 			s.mu.Lock()
+			s.app.Store(app)
 			if !s.cfg.InMemory {
 				s.gen = readGeneration(s.cfg.RootDirectory)
 			}

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,13 +100,15 @@ type Server struct {
 	mwName   string
 	mirror   *mirror // nil unless Config.Mirrors
 
-	mu      sync.Mutex // guards apps, gen
-	apps    []*handlers.App
-	gen     string       // last seen GC generation
-	inproc  sync.RWMutex // in-process GC fence (also used for in-memory hubs)
-	closed  bool
-	baseCtx context.Context
-	cancel  context.CancelFunc
+	mu     sync.Mutex // guards apps, gen
+	apps   []*handlers.App
+	gen    string       // last seen GC generation
+	inproc sync.RWMutex // in-process GC fence (also used for in-memory hubs)
+	// refreshMu serializes building the App of a new GC generation (refreshAfterGC)
+	refreshMu sync.Mutex
+	closed    bool
+	baseCtx   context.Context
+	cancel    context.CancelFunc
 }
 
 // New builds a hub from cfg. Configuration errors (which distribution reports by panicking)
@@ -442,6 +445,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := manifestPath.FindStringSubmatch(r.URL.Path); m != nil && !s.cfg.ReadOnly {
 		switch r.Method {
 		case http.MethodPut:
+			if !s.manifestBlobsStored(lw, r, m[1]) {
+				return
+			}
 			s.putManifest(app, lw, r, m[1], m[2])
 			return
 		case http.MethodDelete:
@@ -474,21 +480,43 @@ func (s *Server) leaveWrite() {
 
 // refreshAfterGC starts a fresh App (with an empty blob descriptor cache) when a garbage
 // collection ran since the last request, so no deleted blob is reported from the cache.
+//
+// The generation is recorded only once its App is stored, and requests that see a new
+// generation wait for whichever of them builds the App: a request released by a
+// collection never goes on with the App of before it. (Recording it first let the
+// other released requests take the old App, whose cache still listed the deleted blobs:
+// manifests naming them were acknowledged.) The generation is read again under
+// refreshMu, so the App stored for a generation was always built after the collection
+// that wrote it ended.
 func (s *Server) refreshAfterGC() {
 	if s.cfg.InMemory {
 		return
 	}
-	g := readGeneration(s.cfg.RootDirectory)
-	s.mu.Lock()
-	if g == s.gen || s.closed {
-		s.mu.Unlock()
+	if !s.staleGeneration(readGeneration(s.cfg.RootDirectory)) {
 		return
 	}
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	g := readGeneration(s.cfg.RootDirectory)
+	if !s.staleGeneration(g) {
+		return
+	}
+	app, err := s.newApp()
+	if err != nil {
+		slog.Error("registry: a fresh App after garbage collection", "error", err)
+		return
+	}
+	s.mu.Lock()
+	s.app.Store(app)
 	s.gen = g
 	s.mu.Unlock()
-	if app, err := s.newApp(); err == nil {
-		s.app.Store(app)
-	}
+}
+
+// staleGeneration reports whether the App in use predates generation g.
+func (s *Server) staleGeneration(g string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return g != s.gen && !s.closed
 }
 
 // logWriter records status and size for the access log and lets handlers hook the
