@@ -101,6 +101,10 @@ func (s *Server) storeBlob(sd *syncingDriver, w *logWriter, r *http.Request, rep
 			w.WriteHeader(499) // the client went away: nobody reads an answer
 			return
 		}
+		if isNoSpaceErr(err) {
+			writeError(w, errNoSpace.status, errNoSpace.code, errNoSpace.message, nil)
+			return
+		}
 		writeError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "blob upload invalid", map[string]string{"reason": err.Error()})
 		return
 	}
@@ -115,6 +119,10 @@ func (s *Server) storeBlob(sd *syncingDriver, w *logWriter, r *http.Request, rep
 	}
 	if err == nil {
 		err = placeBlob(sd, st.Name(), d, repo)
+	}
+	if isNoSpaceErr(err) {
+		writeError(w, errNoSpace.status, errNoSpace.code, errNoSpace.message, nil)
+		return
 	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "upload: "+err.Error(), nil)

@@ -17,6 +17,8 @@ type ServeOptions struct {
 	// then their connections are closed (an upload cut short never becomes visible).
 	// Default 30s.
 	ShutdownTimeout time.Duration
+	// Limits on connections, bodies and uploads; the zero value is the defaults.
+	Limits
 }
 
 // Serve serves the hub on ln until ctx is done, then shuts down gracefully: it stops
@@ -29,7 +31,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts ServeOptions) 
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	l := opts.Limits.withDefaults()
+	cl := newConnLimiter(ln, l)
+	ln = cl
+	hs := &http.Server{
+		Handler:           s.guard(http.HandlerFunc(s.serveHTTP), l),
+		ReadHeaderTimeout: max(l.ReadHeaderTimeout, 0),
+		IdleTimeout:       max(l.IdleTimeout, 0),
+		MaxHeaderBytes:    max(l.MaxHeaderBytes, 0),
+		ConnState:         cl.connState,
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if opts.TLSCert != "" {

@@ -294,7 +294,9 @@ func (s *Server) newApp() (app *handlers.App, err error) {
 }
 
 // Handler returns the hub's HTTP handler (all of /v2/).
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+func (s *Server) Handler() http.Handler {
+	return s.guard(http.HandlerFunc(s.serveHTTP), Limits{}) // see limits.go; Serve takes its own
+}
 
 // Close releases the hub's resources. In-flight requests should be drained first (e.g. by
 // http.Server.Shutdown).
