@@ -3,8 +3,11 @@ package store
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -255,47 +258,63 @@ func (s *Store) saveDocker(ctx context.Context, w io.Writer, refs []string) erro
 // Load imports the images of an oci-archive or docker-archive (optionally gzipped) read
 // from r, and returns the names it gave them (a digest for an image without a name).
 //
-// The archive is read once, as a stream: blobs of an OCI layout go straight into the
-// store. The files of a legacy docker-archive are kept in a temporary tar in the store
-// while reading a stream (stdin); a regular file is read again in place instead.
+// Archives are not trusted: a name that is not a valid image reference is refused (with
+// the entry that carries it) before anything is written; only the blobs that index.json
+// (or manifest.json) reaches are written, each checked against the size and digest its
+// descriptor declares as it is read, so an archive's other entries, however big, are
+// skipped without being stored; and when a load fails, the blobs it wrote that no image
+// refers to are removed again.
+//
+// A regular file is read in place, a few times (once to find index.json and the small
+// blobs, manifests among them; once more per level of manifests not found that way; once
+// to store the blobs). Any other reader (stdin) is first copied as it is, still
+// compressed, into a temporary file in the store, which costs the archive's own size.
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
-	release, err := s.Lease(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	f, isFile := r.(*os.File)
 	if isFile {
 		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 			isFile = false
 		}
 	}
-	var spool *os.File
 	if !isFile {
-		if spool, err = createOwnedTemp(s.path(privateDir, tmpDir), "load"); err != nil {
-			return nil, err
+		spool, err := createOwnedTemp(s.path(privateDir, tmpDir), "load")
+		if err != nil {
+			return nil, fmt.Errorf("load: %w", err)
 		}
 		defer os.Remove(spool.Name())
 		defer spool.Close()
+		if _, err := io.Copy(spool, ctxReader{ctx, r}); err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		f = spool
 	}
-	rc, err := decompressed(ctxReader{ctx, r})
+	written := &writtenSet{}
+	names, err := s.loadLeased(withWritten(ctx, written), f)
 	if err != nil {
-		return nil, fmt.Errorf("load: %w", err)
+		s.dropUnreferenced(written.list())
 	}
-	defer rc.Close()
-	index, manifest, err := s.readArchive(ctx, rc, spool)
+	return names, err
+}
+
+func (s *Store) loadLeased(ctx context.Context, f *os.File) ([]string, error) {
+	release, err := s.Lease(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
+	open := func() (io.ReadCloser, error) { return openArchive(f) }
+	sc, err := scanArchive(ctx, open)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
 	switch {
-	case index != nil:
-		return s.loadOCIIndex(ctx, index)
-	case manifest:
-		src := f
-		if spool != nil {
-			src = spool
+	case sc.index != nil:
+		return s.loadOCI(ctx, open, sc)
+	case sc.manifest != nil:
+		if err := checkDockerManifest(sc); err != nil {
+			return nil, fmt.Errorf("load: %w", err)
 		}
-		return s.loadDocker(ctx, func() (io.ReadCloser, error) { return openArchive(src) })
+		return s.loadDocker(ctx, open)
 	}
 	return nil, errors.New("load: the archive is neither an oci-archive (index.json) nor a docker-archive (manifest.json)")
 }
@@ -315,85 +334,144 @@ func openArchive(f *os.File) (io.ReadCloser, error) {
 	return decompressed(io.NewSectionReader(f, 0, 1<<62))
 }
 
-// readArchive reads a tar once: blobs/sha256/* go into the store, index.json is returned,
-// manifest.json says it is a docker-archive; every other file is copied into spool (a tar)
-// when spool is not nil.
-func (s *Store) readArchive(ctx context.Context, r io.Reader, spool *os.File) (index []byte, manifest bool, err error) {
-	tr := tar.NewReader(r)
-	var tw *tar.Writer
-	if spool != nil {
-		tw = tar.NewWriter(spool)
+// Bounds on what Load keeps in memory.
+const (
+	maxControlFile = 16 << 20 // index.json, manifest.json
+	smallBlob      = 1 << 20  // blobs read into memory on the first pass...
+	smallBlobTotal = 64 << 20 // ...up to this much in all
+)
+
+// archiveScan is what the first pass over an archive finds.
+type archiveScan struct {
+	index    []byte             // index.json, if any
+	manifest []byte             // manifest.json, if any
+	files    map[string]int64   // size of every regular file, by cleaned name
+	blobs    map[v1.Hash]int64  // size of every blobs/sha256/<hex> entry
+	small    map[v1.Hash][]byte // content of small blobs whose digest matched
+}
+
+// scanArchive reads the archive once without writing anything.
+func scanArchive(ctx context.Context, open func() (io.ReadCloser, error)) (*archiveScan, error) {
+	sc := &archiveScan{files: map[string]int64{}, blobs: map[v1.Hash]int64{}, small: map[v1.Hash][]byte{}}
+	var kept int64
+	err := walkArchive(ctx, open, func(p string, h *tar.Header, tr io.Reader) error {
+		if h.Typeflag != tar.TypeReg {
+			return nil
+		}
+		sc.files[p] = h.Size
+		switch p {
+		case indexFile, "manifest.json":
+			if h.Size > maxControlFile {
+				return fmt.Errorf("%s is %d bytes, more than the %d allowed", p, h.Size, maxControlFile)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return err
+			}
+			if p == indexFile {
+				sc.index = b
+			} else {
+				sc.manifest = b
+			}
+			return nil
+		}
+		want, ok := blobEntry(p)
+		if !ok {
+			return nil
+		}
+		if _, dup := sc.blobs[want]; !dup {
+			sc.blobs[want] = h.Size
+		}
+		if h.Size <= smallBlob && kept+h.Size <= smallBlobTotal && sc.small[want] == nil {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return err
+			}
+			if digestOf(b) == want {
+				sc.small[want] = b
+				kept += h.Size
+			}
+		}
+		return nil
+	})
+	return sc, err
+}
+
+// walkArchive calls fn for each entry of the tar open returns.
+func walkArchive(ctx context.Context, open func() (io.ReadCloser, error), fn func(p string, h *tar.Header, r io.Reader) error) error {
+	rc, err := open()
+	if err != nil {
+		return err
 	}
-	entries := 0
-	for {
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	for entries := 0; ; entries++ {
 		h, err := tr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			if entries == 0 {
-				return nil, false, fmt.Errorf("load: not a tar archive: %w", err)
+				return fmt.Errorf("not a tar archive: %w", err)
 			}
-			return nil, false, fmt.Errorf("load: %w", err)
+			return err
 		}
-		entries++
-		p := path.Clean(h.Name)
-		if p == indexFile {
-			if index, err = io.ReadAll(io.LimitReader(tr, 64<<20)); err != nil {
-				return nil, false, fmt.Errorf("load: %w", err)
-			}
-			continue
-		}
-		if dir, hexName := path.Split(p); h.Typeflag == tar.TypeReg && dir == "blobs/sha256/" && len(hexName) == 64 && hexLike(hexName) {
-			want := v1.Hash{Algorithm: "sha256", Hex: hexName}
-			if _, _, err := s.WriteBlob(ctx, want, h.Size, tr); err != nil {
-				return nil, false, fmt.Errorf("load: %w", err)
-			}
-			continue
-		}
-		if p == "manifest.json" {
-			manifest = true
-		}
-		if tw != nil {
-			if err := tw.WriteHeader(h); err != nil {
-				return nil, false, fmt.Errorf("load: %w", err)
-			}
-			if _, err := io.Copy(tw, tr); err != nil {
-				return nil, false, fmt.Errorf("load: %w", err)
-			}
+		if err := fn(path.Clean(h.Name), h, tr); err != nil {
+			return err
 		}
 	}
-	if tw != nil {
-		if err := tw.Close(); err != nil {
-			return nil, false, fmt.Errorf("load: %w", err)
-		}
-	}
-	if err := syncDir(s.path("blobs", "sha256")); err != nil {
-		return nil, false, err
-	}
-	return index, manifest, nil
 }
 
-// loadOCIIndex names the images of an archive's index.json, whose blobs are in the store.
-func (s *Store) loadOCIIndex(ctx context.Context, index []byte) ([]string, error) {
+// blobEntry reports whether p names a blob of an OCI layout, and which.
+func blobEntry(p string) (v1.Hash, bool) {
+	dir, hexName := path.Split(p)
+	if dir != "blobs/sha256/" || len(hexName) != 64 || !hexLike(hexName) {
+		return v1.Hash{}, false
+	}
+	return v1.Hash{Algorithm: "sha256", Hex: hexName}, true
+}
+
+func digestOf(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// loadOCI loads an OCI layout: names first, then the blobs index.json reaches, then the
+// names are given.
+func (s *Store) loadOCI(ctx context.Context, open func() (io.ReadCloser, error), sc *archiveScan) ([]string, error) {
 	var in v1.IndexManifest
-	if err := json.Unmarshal(index, &in); err != nil {
+	if err := json.Unmarshal(sc.index, &in); err != nil {
 		return nil, fmt.Errorf("load: index.json: %w", err)
 	}
+	entryNames := make([]string, len(in.Manifests))
+	for i, d := range in.Manifests {
+		n, err := archiveName(d)
+		if err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		entryNames[i] = n
+	}
+	need, manifests, err := s.reachable(ctx, open, sc, in.Manifests)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	if err := s.storeReachable(ctx, open, sc, need, manifests); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
 	var names []string
-	for _, d := range in.Manifests {
+	for i, d := range in.Manifests {
 		var seen []v1.Hash
 		if err := s.collectBlobs(d.Digest, map[v1.Hash]bool{}, &seen, 0); err != nil {
 			return nil, fmt.Errorf("load: the archive is incomplete: %w", err)
 		}
-		n := archiveName(d)
+		n := entryNames[i]
 		err := s.updateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
 			e := d
 			e.Annotations = maps.Clone(d.Annotations)
 			delete(e.Annotations, AnnotationImageName)
 			delete(e.Annotations, AnnotationRefName)
 			if n != "" {
-				r, err := name.ParseReference(n)
+				r, err := ParseRef(n)
 				if err != nil {
 					return false, err
 				}
@@ -420,11 +498,225 @@ func (s *Store) loadOCIIndex(ctx context.Context, index []byte) ([]string, error
 	return names, nil
 }
 
+// reachable walks the manifests from roots and returns every blob they reach with its
+// declared size, and the content of the manifests and indexes among them. It fails when
+// a blob is neither in the archive nor in the store (but for non-distributable layers),
+// or when the archive's entry has another size than its descriptor declares.
+func (s *Store) reachable(ctx context.Context, open func() (io.ReadCloser, error), sc *archiveScan, roots []v1.Descriptor) (map[v1.Hash]int64, map[v1.Hash][]byte, error) {
+	need := map[v1.Hash]int64{}
+	manifests := map[v1.Hash][]byte{}
+	type item struct {
+		d        v1.Descriptor
+		manifest bool
+		parent   string
+	}
+	var queue []item
+	for _, d := range roots {
+		queue = append(queue, item{d, true, "index.json"})
+	}
+	for depth := 0; len(queue) > 0; depth++ {
+		if depth > 16 {
+			return nil, nil, errors.New("manifests nested too deep")
+		}
+		var parse []v1.Hash
+		var fetch = map[v1.Hash]int64{}
+		for _, it := range queue {
+			d := it.d
+			if d.Digest.Algorithm != "sha256" || len(d.Digest.Hex) != 64 || !hexLike(d.Digest.Hex) {
+				return nil, nil, fmt.Errorf("%s refers to %q, not a sha256 digest", it.parent, d.Digest)
+			}
+			if d.Size < 0 {
+				return nil, nil, fmt.Errorf("%s gives blob %s a negative size", it.parent, d.Digest)
+			}
+			if prev, ok := need[d.Digest]; ok {
+				if prev != d.Size {
+					return nil, nil, fmt.Errorf("blob %s is declared with sizes %d and %d", d.Digest, prev, d.Size)
+				}
+				continue
+			}
+			size, inArchive := sc.blobs[d.Digest]
+			switch {
+			case inArchive && size != d.Size:
+				return nil, nil, fmt.Errorf("blob %s is %d bytes in the archive, but %s declares %d", d.Digest, size, it.parent, d.Size)
+			case !inArchive && !s.HasBlob(d.Digest):
+				if !it.manifest && !d.MediaType.IsDistributable() {
+					continue // a foreign layer: it lives elsewhere
+				}
+				return nil, nil, fmt.Errorf("the archive is incomplete: blob %s of %s is missing: %w", d.Digest, it.parent, ErrBlobMissing)
+			}
+			need[d.Digest] = d.Size
+			if !it.manifest {
+				continue
+			}
+			if d.Size > maxManifestSize {
+				return nil, nil, fmt.Errorf("manifest %s is %d bytes, more than the %d allowed", d.Digest, d.Size, maxManifestSize)
+			}
+			parse = append(parse, d.Digest)
+			if b, ok := sc.small[d.Digest]; ok {
+				manifests[d.Digest] = b
+			} else if !inArchive {
+				b, err := s.readBlob(d.Digest)
+				if err != nil {
+					return nil, nil, err
+				}
+				manifests[d.Digest] = b
+			} else {
+				fetch[d.Digest] = d.Size
+			}
+		}
+		if len(fetch) > 0 {
+			// Manifests the first pass did not keep: read them now, and nothing else.
+			err := walkArchive(ctx, open, func(p string, h *tar.Header, r io.Reader) error {
+				want, ok := blobEntry(p)
+				if !ok || h.Typeflag != tar.TypeReg || manifests[want] != nil || fetch[want] != h.Size {
+					return nil
+				}
+				b, err := io.ReadAll(r)
+				if err != nil {
+					return err
+				}
+				if digestOf(b) != want {
+					return fmt.Errorf("blob %s: the archive's content has another digest", want)
+				}
+				manifests[want] = b
+				return nil
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		queue = queue[:0:0]
+		for _, h := range parse {
+			b, ok := manifests[h]
+			if !ok {
+				return nil, nil, fmt.Errorf("manifest %s: the archive's content does not match its digest", h)
+			}
+			var m struct {
+				Config    *v1.Descriptor  `json:"config"`
+				Layers    []v1.Descriptor `json:"layers"`
+				Blobs     []v1.Descriptor `json:"blobs"`
+				Manifests []v1.Descriptor `json:"manifests"`
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				return nil, nil, fmt.Errorf("manifest %s: %w", h, err)
+			}
+			parent := "manifest " + h.String()
+			if m.Config != nil {
+				queue = append(queue, item{*m.Config, false, parent})
+			}
+			for _, l := range append(m.Layers, m.Blobs...) {
+				queue = append(queue, item{l, false, parent})
+			}
+			for _, c := range m.Manifests {
+				queue = append(queue, item{c, true, parent})
+			}
+		}
+	}
+	return need, manifests, nil
+}
+
+// storeReachable writes the blobs in need that the store lacks: from memory when the
+// scan kept them, else read from the archive once more, each entry read no further than
+// its declared size and checked against its digest. Other entries are skipped.
+func (s *Store) storeReachable(ctx context.Context, open func() (io.ReadCloser, error), sc *archiveScan, need map[v1.Hash]int64, manifests map[v1.Hash][]byte) error {
+	pending := map[v1.Hash]int64{}
+	for h, size := range need {
+		if s.HasBlob(h) {
+			continue
+		}
+		b := manifests[h]
+		if b == nil {
+			b = sc.small[h]
+		}
+		if b != nil {
+			if _, _, err := s.WriteBlob(ctx, h, size, bytes.NewReader(b)); err != nil {
+				return err
+			}
+			continue
+		}
+		pending[h] = size
+	}
+	if len(pending) > 0 {
+		err := walkArchive(ctx, open, func(p string, h *tar.Header, r io.Reader) error {
+			want, ok := blobEntry(p)
+			if !ok || h.Typeflag != tar.TypeReg {
+				return nil
+			}
+			size, ok := pending[want]
+			if !ok || h.Size != size {
+				return nil
+			}
+			if _, _, err := s.WriteBlob(ctx, want, size, r); err != nil {
+				return err
+			}
+			delete(pending, want)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for h := range pending {
+		return fmt.Errorf("blob %s: not found in the archive", h)
+	}
+	return syncDir(s.path("blobs", "sha256"))
+}
+
 // archiveName is the normalized name of an archive's index.json entry, or "": the
 // io.containerd.image.name annotation, else a ref.name that is a whole reference (as
-// podman and skopeo write); a ref.name that is only a tag names nothing.
-func archiveName(d v1.Descriptor) string {
-	return entryName(d)
+// podman and skopeo write); a ref.name that is only a tag (or "@digest") names nothing.
+// A name that is not a valid image reference is an error.
+func archiveName(d v1.Descriptor) (string, error) {
+	n, key := d.Annotations[AnnotationImageName], AnnotationImageName
+	if n == "" {
+		n, key = d.Annotations[AnnotationRefName], AnnotationRefName
+		if !strings.ContainsAny(n, "/:@") || strings.HasPrefix(n, "@") {
+			return "", nil
+		}
+	}
+	norm, err := NormalizeRef(n)
+	if err != nil {
+		return "", fmt.Errorf("index.json entry %s: its %s %q is not a valid image reference", d.Digest, key, bounded(n))
+	}
+	return norm, nil
+}
+
+// bounded is s cut to a length fit for an error message.
+func bounded(s string) string {
+	if len(s) > 256 {
+		return s[:256] + "..."
+	}
+	return s
+}
+
+// checkDockerManifest checks a docker-archive's manifest.json before anything is written:
+// every name must be a valid reference, and every file it names must be in the archive
+// (a config no bigger than a manifest may be).
+func checkDockerManifest(sc *archiveScan) error {
+	var mf tarball.Manifest
+	if err := json.Unmarshal(sc.manifest, &mf); err != nil {
+		return fmt.Errorf("manifest.json: %w", err)
+	}
+	for i, e := range mf {
+		for _, t := range e.RepoTags {
+			if _, err := NormalizeRef(t); err != nil {
+				return fmt.Errorf("manifest.json entry %d: RepoTags %q is not a valid image reference", i, bounded(t))
+			}
+		}
+		size, ok := sc.files[path.Clean(e.Config)]
+		if !ok {
+			return fmt.Errorf("manifest.json entry %d: config %q is not in the archive", i, bounded(e.Config))
+		}
+		if size > maxManifestSize {
+			return fmt.Errorf("manifest.json entry %d: config %q is %d bytes, more than the %d allowed", i, bounded(e.Config), size, maxManifestSize)
+		}
+		for _, l := range e.Layers {
+			if _, ok := sc.files[path.Clean(l)]; !ok {
+				return fmt.Errorf("manifest.json entry %d: layer %q is not in the archive", i, bounded(l))
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Store) loadDocker(ctx context.Context, opener tarball.Opener) ([]string, error) {
@@ -453,9 +745,12 @@ func (s *Store) loadDocker(ctx context.Context, opener tarball.Opener) ([]string
 		}
 		first := ""
 		for _, t := range e.RepoTags {
+			if _, err := NormalizeRef(t); err != nil {
+				return nil, fmt.Errorf("load: RepoTags %q is not a valid image reference", bounded(t))
+			}
 			tag, err := name.NewTag(t)
 			if err != nil {
-				return nil, fmt.Errorf("load: tag %q: %w", t, err)
+				return nil, fmt.Errorf("load: tag %q: %w", bounded(t), err)
 			}
 			full := refString(tag)
 			if first == "" {

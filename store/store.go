@@ -48,6 +48,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/gofrs/flock"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -155,9 +156,15 @@ func NormalizeRef(ref string) (string, error) {
 
 // ParseRef parses an image reference with docker's defaults (docker.io, latest).
 func ParseRef(ref string) (name.Reference, error) {
-	r, err := name.ParseReference(strings.TrimSpace(ref))
+	ref = strings.TrimSpace(ref)
+	// go-containerregistry's parser lets through names such as "../../x" or "a//b";
+	// the distribution grammar (what registries and docker accept) does not.
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return nil, fmt.Errorf("%q is not a valid image reference: %w", bounded(ref), err)
+	}
+	r, err := name.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return nil, fmt.Errorf("%q is not a valid image reference: %w", bounded(ref), err)
 	}
 	return r, nil
 }

@@ -8,10 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/cluster-image/sealos/store/durable"
+	"github.com/gofrs/flock"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -53,6 +57,10 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	h := sha256.New()
 	bufp := copyBufs.Get().(*[]byte)
 	var n int64
+	if size >= 0 {
+		// read one byte more than declared, to refuse an overflow without storing it
+		r = io.LimitReader(r, size+1)
+	}
 	if s.syncDeferred(want) {
 		// the journal answers for it: the kernel writes it back when it likes
 		n, err = io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, *bufp)
@@ -81,6 +89,9 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 		return v1.Hash{}, 0, fmt.Errorf("write blob: content has digest %s, want %s", got, want)
 	}
 	if size >= 0 && n != size {
+		if n > size {
+			return v1.Hash{}, 0, fmt.Errorf("write blob %s: more than the %d bytes declared", want, size)
+		}
 		return v1.Hash{}, 0, fmt.Errorf("write blob %s: got %d bytes, want %d", got, n, size)
 	}
 	if err := os.Chmod(tmp, 0o644); err != nil {
@@ -89,8 +100,70 @@ func (s *Store) WriteBlob(ctx context.Context, want v1.Hash, size int64, r io.Re
 	if err := os.Rename(tmp, s.blobPath(got)); err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("write blob %s: %w", got, err)
 	}
+	if set, ok := ctx.Value(writtenKey{}).(*writtenSet); ok {
+		set.add(got)
+	}
 	return got, n, nil
 }
+
+// writtenSet collects the blobs WriteBlob stores under a context made by withWritten.
+type writtenSet struct {
+	mu sync.Mutex
+	hs []v1.Hash
+}
+
+func (b *writtenSet) add(h v1.Hash) {
+	b.mu.Lock()
+	b.hs = append(b.hs, h)
+	b.mu.Unlock()
+}
+
+func (b *writtenSet) list() []v1.Hash {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.hs)
+}
+
+type writtenKey struct{}
+
+// withWritten returns ctx under which WriteBlob records each blob it stores in set.
+func withWritten(ctx context.Context, set *writtenSet) context.Context {
+	return context.WithValue(ctx, writtenKey{}, set)
+}
+
+// dropUnreferenced deletes those of hs that no image refers to: what a failed write
+// (a load) stored. It waits, for a while, until no other writer holds a Lease, as GC
+// does, so that it never deletes a blob another writer has yet to name.
+func (s *Store) dropUnreferenced(hs []v1.Hash) {
+	if len(hs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dropWait)
+	defer cancel()
+	l := flock.New(s.path(privateDir, gcLockFile))
+	if err := lockCtx(ctx, l, true); err != nil {
+		slog.Warn("store: blobs of a failed write are left for the next rmi or prune: other writers are busy", "store", s.dir, "blobs", len(hs))
+		return
+	}
+	defer l.Close()
+	idx, err := s.readIndex()
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, d := range idx.Manifests {
+		s.mark(d.Digest, keep, 0)
+	}
+	for _, h := range hs {
+		if !keep[h.Hex] {
+			_ = os.Remove(s.blobPath(h))
+		}
+	}
+	_ = syncDir(s.path("blobs", "sha256"))
+}
+
+// dropWait bounds how long dropUnreferenced waits for other writers.
+const dropWait = 30 * time.Second
 
 func (s *Store) writeBlobBytes(ctx context.Context, b []byte) (v1.Hash, error) {
 	sum := sha256.Sum256(b)
