@@ -32,6 +32,8 @@ type registryServeOptions struct {
 	mirrors         []string
 	mirrorTTL       time.Duration
 	mirrorTLSVerify bool
+
+	allowSparseIndex bool
 }
 
 func newRegistryServeCmd() *cobra.Command {
@@ -64,6 +66,7 @@ in flight finish (up to --shutdown-timeout); an upload cut short stays invisible
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "mirror REGISTRY=URL (repeatable), e.g. docker.io=https://registry-1.docker.io: pulls with ?ns=REGISTRY or /v2/REGISTRY/... are served from the hub, fetched from URL on a miss and kept (REGISTRY alone: no upstream)")
 	f.DurationVar(&o.mirrorTTL, "mirror-ttl", 0, "re-check a mirrored tag upstream at most this often (0: keep cached tags forever)")
 	f.BoolVar(&o.mirrorTLSVerify, "mirror-tls-verify", true, "verify the TLS certificates of --mirror upstreams")
+	f.BoolVar(&o.allowSparseIndex, "allow-sparse-index", false, "accept sparse manifests: an index whose child manifests (other platforms' images), or an image whose blobs, are not in the repository (default: refused with MANIFEST_BLOB_UNKNOWN, as stock distribution does)")
 
 	cmd.AddCommand(&cobra.Command{
 		Use:     "filesystem DIR",
@@ -121,6 +124,7 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	}
 	cfg.Htpasswd = o.htpasswd
 	cfg.ReadOnly = o.readOnly
+	cfg.AllowSparseIndex = o.allowSparseIndex
 	cfg.LogLevel = o.logLevel
 	if global.debug && !cmd.Flags().Changed("log-level") {
 		cfg.LogLevel = "debug"

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -372,36 +371,4 @@ func TestInteropBuildah(t *testing.T) {
 		require.NoError(t, err)
 		pullWithSealos(t, ref, strings.TrimSpace(string(want)))
 	})
-}
-
-// TestOCIConformance runs the distribution-spec's own conformance suite (every API of spec
-// 1.1 and its data sets: sha512 content, subjects, non-distributable layers...) against
-// the hub, on a directory and in memory, anonymous and behind htpasswd.
-func TestOCIConformance(t *testing.T) {
-	suite := tool(t, "conformance")
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	require.NoError(t, server.SetHtpasswdUser(htpasswd, "ci", "s3cret"))
-	for name, cfg := range map[string]server.Config{"filesystem": {}, "inmemory": {InMemory: true}, "htpasswd": {Htpasswd: htpasswd}} {
-		t.Run(name, func(t *testing.T) {
-			host := startHub(t, cfg, nil)
-			results := t.TempDir()
-			cmd := exec.Command(suite)
-			cmd.Dir = results // it reads oci-conformance.yaml from there: none, the defaults
-			cmd.Env = append(os.Environ(), "OCI_REGISTRY="+host, "OCI_TLS=disabled", "OCI_VERSION=1.1",
-				"OCI_RESULTS_DIR="+results, "OCI_LOG=warn",
-				// stricter than the defaults: the hub cancels uploads and always sends digests
-				"OCI_API_BLOBS_UPLOAD_CANCEL=true", "OCI_API_BLOBS_DIGEST_HEADER=true", "OCI_API_MANIFESTS_DIGEST_HEADER=true")
-			if cfg.Htpasswd != "" {
-				cmd.Env = append(cmd.Env, "OCI_USERNAME=ci", "OCI_PASSWORD=s3cret")
-			}
-			out, err := cmd.CombinedOutput()
-			// a failed test is logged, and marked FAIL in the tree and the summary (Skip is
-			// an optional API the suite found unsupported: a mount without a source)
-			failed := regexp.MustCompile(`(?m)^.*(failed test|:\s+FAIL\s*$).*$`).FindAllString(string(out), 40)
-			require.NoError(t, err, "the conformance suite failed:\n%s", strings.Join(failed, "\n"))
-			assert.Empty(t, failed)
-			assert.Regexp(t, `Blobs sha512\.*:\s+Pass`, string(out))
-			assert.Regexp(t, `Referrers\.*:\s+Pass`, string(out))
-		})
-	}
 }

@@ -85,9 +85,17 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if len(body) <= maxManifestLen && !s.checkManifest(w, r, repo, body) {
+	tags, ok := tagParams(w, r)
+	if !ok {
 		return
 	}
+	sparse := false
+	if len(body) <= maxManifestLen {
+		if ok, sparse = s.checkManifest(w, r, repo, body); !ok {
+			return
+		}
+	}
+	refAlias, _ := alias(ref)
 	if d, ok := alias(ref); ok {
 		// stored under its sha256 (what distribution compares the reference with), named
 		// by the alias too once it is in
@@ -102,9 +110,17 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		w.answerAs(d, func() error { return s.driver.PutContent(r.Context(), revisionLink(repo, d), []byte(c)) })
 	}
+	serve := func() {
+		if sparse {
+			s.putSparse(w, r, repo, body)
+			return
+		}
+		app.ServeHTTP(w, r)
+	}
+	s.tagOnCreate(w, r, repo, ref, refAlias, tags, body)
 	var mf manifestFields
 	if len(body) > maxManifestLen || json.Unmarshal(body, &mf) != nil || mf.Subject == nil || mf.Subject.Digest.Validate() != nil {
-		app.ServeHTTP(w, r)
+		serve()
 		return
 	}
 	desc := v1.Descriptor{
@@ -137,7 +153,7 @@ func (s *Server) putManifest(app *handlers.App, w *logWriter, r *http.Request, r
 		w.Header().Set("OCI-Subject", subject.String())
 		return status
 	})
-	app.ServeHTTP(w, r)
+	serve()
 }
 
 // deleteManifest hands a manifest DELETE to the App and drops the manifest from the

@@ -237,15 +237,20 @@ func (m manifestRefs) badDescriptor() map[string]any {
 // or answer with a 500: a schema 2 manifest or index whose schemaVersion is not 2, a
 // descriptor (config, layer, child manifest, subject) whose digest is malformed or whose
 // size is negative, and a config or layer descriptor whose size is not the stored blob's
-// (distribution checks presence only). It returns false after answering.
-func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo string, body []byte) bool {
+// (distribution checks presence only). An index whose child manifests are not in the
+// repository gets MANIFEST_BLOB_UNKNOWN, as from stock distribution, unless sparse
+// manifests are allowed (Config.AllowSparseIndex) or a distribution configuration says
+// how indexes are validated. It returns false after answering, and sparse when the
+// manifest names content the repository lacks and sparse manifests are allowed: the
+// App would refuse it, so the hub stores it itself (putSparse).
+func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo string, body []byte) (ok, sparse bool) {
 	var m manifestRefs
 	if json.Unmarshal(body, &m) != nil {
-		return true // distribution reports the syntax error
+		return true, false // distribution reports the syntax error
 	}
-	invalid := func(detail map[string]any) bool {
+	invalid := func(detail map[string]any) (bool, bool) {
 		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "manifest invalid", detail)
-		return false
+		return false, false
 	}
 	// media types are case-insensitive, as distribution matches them
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); v2Manifests[ct] &&
@@ -255,23 +260,53 @@ func (s *Server) checkManifest(w http.ResponseWriter, r *http.Request, repo stri
 	if bad := m.badDescriptor(); bad != nil {
 		return invalid(bad)
 	}
+	ctx := r.Context()
+	var missingBlob bool
 	for _, d := range m.blobs() {
 		if len(d.URLs) > 0 {
 			continue
 		}
 		stored := d.Digest
 		if stored.Algorithm() != digest.Canonical { // an alias names the sha256 of the data
-			if c, ok := resolveLink(r.Context(), s.driver, blobLink(repo, stored)); ok {
+			if c, ok := resolveLink(ctx, s.driver, blobLink(repo, stored)); ok {
 				stored = c
 			}
 		}
-		fi, err := s.driver.Stat(r.Context(), blobData(stored))
+		fi, err := s.driver.Stat(ctx, blobData(stored))
 		if err != nil {
+			missingBlob = true
 			continue // missing: distribution answers MANIFEST_BLOB_UNKNOWN
 		}
 		if fi.Size() != d.Size {
 			return invalid(map[string]any{"digest": d.Digest, "size": d.Size, "stored": fi.Size(), "reason": "descriptor size does not match the blob"})
 		}
+		if s.cfg.AllowSparseIndex {
+			if _, err := s.driver.Stat(ctx, blobLink(repo, d.Digest)); err != nil {
+				missingBlob = true // stored, but not in this repository
+			}
+		}
 	}
-	return true
+	for _, d := range m.Manifests {
+		if _, err := s.driver.Stat(ctx, revisionLink(repo, d.Digest)); err == nil {
+			continue
+		}
+		if s.cfg.AllowSparseIndex {
+			return true, true
+		}
+		if s.checksIndexes() {
+			writeError(w, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", "manifest references a manifest or blob unknown to registry", map[string]any{"digest": d.Digest})
+			return false, false
+		}
+	}
+	return true, missingBlob && s.cfg.AllowSparseIndex
+}
+
+// checksIndexes tells whether the hub refuses an index whose child manifests are not in
+// the repository: yes unless sparse manifests are allowed or the distribution
+// configuration chose its own index validation (validation.manifests.indexes).
+func (s *Server) checksIndexes() bool {
+	if s.cfg.AllowSparseIndex {
+		return false
+	}
+	return s.cfg.Distribution == nil || s.cfg.Distribution.Validation.Manifests.Indexes.Platforms == ""
 }

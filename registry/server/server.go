@@ -87,6 +87,11 @@ type Config struct {
 	// ReferrersPageSize is how many descriptors one referrers response lists at most
 	// (default 1000); the rest follow through the Link header.
 	ReferrersPageSize int
+
+	// AllowSparseIndex accepts sparse manifests: an index whose child manifests, or an
+	// image whose config or layers, are not in the repository (routes.go). Off: such a
+	// PUT gets 400 MANIFEST_BLOB_UNKNOWN, as from stock distribution.
+	AllowSparseIndex bool
 }
 
 // Server is one hub. It is safe for concurrent use.
@@ -390,6 +395,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if a := r.Header.Get("Accept"); a == "" || a == "*/*" {
 				r.Header.Set("Accept", allManifestTypes)
 			}
+			s.answerTagAlias(lw, r, m[1], m[2]) // a tag pushed by sha512 answers sha512 (tags.go)
 		}
 	}
 	if r.URL.Path == "/v2/_catalog" {
