@@ -34,6 +34,16 @@ type registryServeOptions struct {
 	mirrorTLSVerify bool
 
 	allowSparseIndex bool
+
+	idleTimeout       time.Duration
+	readHeaderTimeout time.Duration
+	maxHeaderBytes    int
+	minBodyRate       int64
+	bodyRateWindow    time.Duration
+	maxConnsPerAddr   int
+	maxConns          int
+	maxUploadSize     string
+	minFreeSpace      string
 }
 
 func newRegistryServeCmd() *cobra.Command {
@@ -67,6 +77,16 @@ in flight finish (up to --shutdown-timeout); an upload cut short stays invisible
 	f.DurationVar(&o.mirrorTTL, "mirror-ttl", 0, "re-check a mirrored tag upstream at most this often (0: keep cached tags forever)")
 	f.BoolVar(&o.mirrorTLSVerify, "mirror-tls-verify", true, "verify the TLS certificates of --mirror upstreams")
 	f.BoolVar(&o.allowSparseIndex, "allow-sparse-index", false, "accept sparse manifests: an index whose child manifests (other platforms' images), or an image whose blobs, are not in the repository (default: refused with MANIFEST_BLOB_UNKNOWN, as stock distribution does)")
+
+	f.DurationVar(&o.idleTimeout, "idle-timeout", 90*time.Second, "close a keep-alive connection that waits this long for its next request")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 30*time.Second, "how long a client may take to send a request's headers")
+	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes")
+	f.Int64Var(&o.minBodyRate, "min-body-rate", 1024, "slowest request body, in bytes/s over --body-rate-window: a slower one is cut (0: no floor)")
+	f.DurationVar(&o.bodyRateWindow, "body-rate-window", 30*time.Second, "the window --min-body-rate is measured over")
+	f.IntVar(&o.maxConnsPerAddr, "max-conns-per-addr", 256, "connections one client address may hold; more are closed at once (0: no limit)")
+	f.IntVar(&o.maxConns, "max-conns", 0, "connections in all; a new one over it closes the longest idle one (0: from the open file limit, -1: no limit)")
+	f.StringVar(&o.maxUploadSize, "max-upload-size", "0", "largest blob upload, e.g. 64GiB (0: no limit); a larger one gets 413 and its data is removed")
+	f.StringVar(&o.minFreeSpace, "min-free-space", "", "free space kept on the storage filesystem, e.g. 2GiB or 5% (default: the smaller of 1GiB and 5%; 0: none); uploads that would go under it get 507")
 
 	cmd.AddCommand(&cobra.Command{
 		Use:     "filesystem DIR",
@@ -132,6 +152,10 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	if o.accessLog {
 		cfg.AccessLog = cmd.ErrOrStderr()
 	}
+	limits, err := o.limits()
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -157,10 +181,38 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 		where = cfg.RootDirectory
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "registry serving %s on %s://%s\n", where, scheme, ln.Addr())
-	err = srv.Serve(ctx, ln, server.ServeOptions{TLSCert: o.tlsCert, TLSKey: o.tlsKey, ShutdownTimeout: o.shutdownTimeout})
+	err = srv.Serve(ctx, ln, server.ServeOptions{TLSCert: o.tlsCert, TLSKey: o.tlsKey, ShutdownTimeout: o.shutdownTimeout, Limits: limits})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(cmd.ErrOrStderr(), "registry stopped")
 	return nil
+}
+
+// limits turns the limit flags into server.Limits (whose zero values are defaults and
+// negative ones "off").
+func (o *registryServeOptions) limits() (server.Limits, error) {
+	off := func(v int64) int64 {
+		if v <= 0 {
+			return -1
+		}
+		return v
+	}
+	l := server.Limits{
+		IdleTimeout:       time.Duration(off(int64(o.idleTimeout))),
+		ReadHeaderTimeout: time.Duration(off(int64(o.readHeaderTimeout))),
+		MaxHeaderBytes:    int(off(int64(o.maxHeaderBytes))),
+		MinBodyRate:       off(o.minBodyRate),
+		BodyRateWindow:    o.bodyRateWindow,
+		MaxConnsPerAddr:   int(off(int64(o.maxConnsPerAddr))),
+		MaxConns:          o.maxConns,
+	}
+	var err error
+	if l.MaxUploadSize, err = server.ParseSize(o.maxUploadSize); err != nil {
+		return l, fmt.Errorf("--max-upload-size: %w", err)
+	}
+	if l.MinFreeBytes, l.MinFreePercent, err = server.ParseReserve(o.minFreeSpace); err != nil {
+		return l, fmt.Errorf("--min-free-space: %w", err)
+	}
+	return l, nil
 }

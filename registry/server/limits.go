@@ -10,10 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	units "github.com/docker/go-units"
 )
 
 // Limits protect a hub from clients that hold its connections, send slowly or fill its
@@ -107,6 +111,45 @@ func freeSpace(dir string, l Limits) (free, reserve uint64, err error) {
 		return 0, 0, err
 	}
 	return st.Bavail * uint64(st.Bsize), l.reserve(st.Blocks * uint64(st.Bsize)), nil
+}
+
+// ParseSize reads a size flag: bytes, or with a binary unit ("64GiB", "512m"); "" or
+// "0" is 0.
+func ParseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := units.RAMInBytes(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: use bytes or a unit, e.g. 512MiB, 64GiB", s)
+	}
+	return n, nil
+}
+
+// ParseReserve reads a free-space reserve flag into Limits.MinFreeBytes and
+// MinFreePercent: "5%", a size ("1GiB"), "0" for none, "" for the default.
+func ParseReserve(s string) (bytes int64, percent float64, err error) {
+	switch {
+	case s == "":
+		return 0, 0, nil
+	case strings.HasSuffix(s, "%"):
+		p, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+		if err != nil || p < 0 || p >= 100 {
+			return 0, 0, fmt.Errorf("free-space reserve %q: a percentage is 0%% to 99%%", s)
+		}
+		if p == 0 {
+			return -1, 0, nil
+		}
+		return 0, p, nil
+	}
+	n, err := ParseSize(s)
+	if err != nil {
+		return 0, 0, fmt.Errorf("free-space reserve: %w", err)
+	}
+	if n == 0 {
+		return -1, 0, nil
+	}
+	return n, 0, nil
 }
 
 // A limitError cuts a request: the answer it gets whatever the handler answered.

@@ -392,3 +392,30 @@ func floodChild() {
 	}
 	os.Exit(0)
 }
+
+func TestParseLimits(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		bytes   int64
+		percent float64
+		bad     bool
+	}{{"", 0, 0, false}, {"0", -1, 0, false}, {"5%", 0, 5, false}, {"0%", -1, 0, false}, {"2GiB", 2 << 30, 0, false},
+		{"512m", 512 << 20, 0, false}, {"100%", 0, 0, true}, {"x", 0, 0, true}, {"-1", 0, 0, true}} {
+		b, p, err := ParseReserve(c.in)
+		if c.bad {
+			assert.Error(t, err, c.in)
+			continue
+		}
+		require.NoError(t, err, c.in)
+		assert.Equal(t, c.bytes, b, c.in)
+		assert.Equal(t, c.percent, p, c.in)
+	}
+	n, err := ParseSize("64GiB")
+	require.NoError(t, err)
+	assert.Equal(t, int64(64<<30), n)
+	l := Limits{}
+	assert.Equal(t, uint64(1<<30), l.reserve(100<<30))
+	assert.Equal(t, uint64(5<<20), l.reserve(100<<20))
+	assert.Equal(t, uint64(10<<30), Limits{MinFreePercent: 10}.reserve(100<<30))
+	assert.Zero(t, Limits{MinFreeBytes: -1}.reserve(100<<30))
+}
