@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 func testIndex(t testing.TB) v1.ImageIndex {
@@ -167,7 +169,7 @@ func readDockerManifest(t testing.TB, p string) []dockerManifestEntry {
 
 func TestSkopeoReadsSavedArchives(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install skopeo)")
+		testtool.Missing(t, "skopeo is not installed (apt-get install skopeo)")
 	}
 	ctx := context.Background()
 	s := newStore(t)

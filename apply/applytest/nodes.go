@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // Set is a running set of nodes.
@@ -47,7 +49,7 @@ func StartHosts(t testing.TB, count, net int) *Set {
 	t.Helper()
 	for _, tool := range []string{"ip", "iptables", "nsenter", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("test hosts need %s: apt-get install -y iproute2 iptables util-linux", tool)
+			testtool.Missing(t, "test hosts need %s: apt-get install -y iproute2 iptables util-linux", tool)
 		}
 	}
 	return start(t, count, net, true)
@@ -56,10 +58,10 @@ func StartHosts(t testing.TB, count, net int) *Set {
 func start(t testing.TB, count, net int, netns bool) *Set {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("test nodes need root (mount namespaces and sshd); run the tests as root")
+		testtool.Missing(t, "test nodes need root (mount namespaces and sshd); run the tests as root")
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("test nodes need openssh-server (/usr/sbin/sshd): apt-get install -y openssh-server")
+		testtool.Missing(t, "test nodes need openssh-server (/usr/sbin/sshd): apt-get install -y openssh-server")
 	}
 	script, err := findScript()
 	if err != nil {

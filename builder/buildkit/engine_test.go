@@ -19,6 +19,8 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // testFrontend is a hand-made frontend: it copies the context into scratch and, when the
@@ -66,7 +68,7 @@ func testFrontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, err
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the embedded BuildKit needs root (CI runs as root)")
+		testtool.Missing(t, "the embedded BuildKit needs root (CI runs as root)")
 	}
 }
 
@@ -185,7 +187,7 @@ func busyboxContext(t *testing.T) string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("needs Debian's busybox-static for a RUN base (apt-get install busybox-static)")
+		testtool.Missing(t, "needs Debian's busybox-static for a RUN base (apt-get install busybox-static)")
 	}
 	data, err := os.ReadFile(bb)
 	require.NoError(t, err)
@@ -196,7 +198,7 @@ func busyboxContext(t *testing.T) string {
 
 func TestBuildRun(t *testing.T) {
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("RUN needs runc (apt-get install runc)")
+		testtool.Missing(t, "RUN needs runc (apt-get install runc)")
 	}
 	engines(t, func(t *testing.T, connect func() *Engine) {
 		ctxDir := busyboxContext(t)

@@ -18,6 +18,8 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // These tests run the frontend through the real embedded BuildKit: the parts Convert's unit
@@ -27,7 +29,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the embedded BuildKit needs root (CI runs as root)")
+		testtool.Missing(t, "the embedded BuildKit needs root (CI runs as root)")
 	}
 }
 
@@ -184,11 +186,11 @@ func TestBuildErrorsThroughBuildKit(t *testing.T) {
 func TestBuildRunThroughBuildKit(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("RUN needs runc (apt-get install runc)")
+		testtool.Missing(t, "RUN needs runc (apt-get install runc)")
 	}
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("needs Debian's busybox-static for a RUN base (apt-get install busybox-static)")
+		testtool.Missing(t, "needs Debian's busybox-static for a RUN base (apt-get install busybox-static)")
 	}
 	data, err := os.ReadFile(bb)
 	require.NoError(t, err)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 func TestPlaceFile(t *testing.T) {
@@ -24,7 +26,7 @@ func TestPlaceFile(t *testing.T) {
 
 	// Another filesystem (tmpfs): a copy.
 	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
-		t.Skip("no /dev/shm to test copying across filesystems")
+		testtool.Missing(t, "no /dev/shm to test copying across filesystems")
 	}
 	other, err := os.MkdirTemp("/dev/shm", "save-test-")
 	require.NoError(t, err)

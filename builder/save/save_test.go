@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // hub starts a registry/server hub on dir, wrapped by wrap if not nil, and returns its host.
@@ -107,7 +109,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func skopeoCopy(t *testing.T, ref string, all bool) v1.Hash {
 	t.Helper()
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install skopeo)")
+		testtool.Missing(t, "skopeo is not installed (apt-get install skopeo)")
 	}
 	out := t.TempDir()
 	args := []string{"--insecure-policy", "copy", "--src-tls-verify=false", "--preserve-digests", "--override-os", "linux", "--override-arch", "amd64"}
@@ -137,7 +139,7 @@ func skopeoRaw(t *testing.T, ref string) v1.Hash {
 
 func TestSaveContext(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install skopeo)")
+		testtool.Missing(t, "skopeo is not installed (apt-get install skopeo)")
 	}
 	ctx := context.Background()
 	up := hub(t, t.TempDir(), nil)

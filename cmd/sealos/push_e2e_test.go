@@ -19,13 +19,15 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cluster-image/sealos/store"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 func sealosBin(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("SEALOS_BIN")
 	if bin == "" {
-		t.Skip("SEALOS_BIN not set: end-to-end tests need the built binary (make test sets it)")
+		testtool.Missing(t, "SEALOS_BIN not set: end-to-end tests need the built binary (make test sets it)")
 	}
 	return bin
 }

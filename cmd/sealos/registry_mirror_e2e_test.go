@@ -28,6 +28,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cluster-image/sealos/store"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // stoppableHub runs `sealos registry serve filesystem dir` and returns its address and a
@@ -76,11 +78,11 @@ func stoppableHub(t *testing.T, bin, dir string, extra ...string) (string, func(
 func startContainerd(t *testing.T) func(args ...string) (string, error) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root (CI runs as root)")
+		testtool.Missing(t, "containerd needs root (CI runs as root)")
 	}
 	for _, b := range []string{"containerd", "ctr"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (Debian package containerd; .ci/run installs it)", b)
+			testtool.Missing(t, "%s not installed (Debian package containerd; .ci/run installs it)", b)
 		}
 	}
 	dir, err := os.MkdirTemp("", "ctrd")
@@ -163,7 +165,7 @@ func TestMirrorWithCtrAndSkopeoE2E(t *testing.T) {
 	bin := sealosBin(t)
 	ctr := startContainerd(t)
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo not installed (.ci/run installs it)")
+		testtool.Missing(t, "skopeo not installed (.ci/run installs it)")
 	}
 	connected, stopConnected := stoppableHub(t, bin, t.TempDir())
 	nginx := pushImage(t, connected+"/library/nginx:1.27", 2)

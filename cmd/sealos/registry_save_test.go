@@ -28,6 +28,8 @@ import (
 	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
 	"github.com/cluster-image/sealos/registry/server"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // serveRegistryDir runs `sealos registry serve filesystem dir` on a free loopback port and
@@ -41,7 +43,7 @@ func serveRegistryDir(t *testing.T, bin, dir string, extra ...string) string {
 func TestRegistrySaveEndToEnd(t *testing.T) {
 	bin := sealosBin(t)
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (apt-get install skopeo)")
+		testtool.Missing(t, "skopeo is not installed (apt-get install skopeo)")
 	}
 	up := serveRegistryDir(t, bin, t.TempDir())
 	want := map[string]v1.Hash{}
@@ -154,7 +156,7 @@ func TestKubefileCopiesRegistry(t *testing.T) {
 func TestBuildSavesImages(t *testing.T) {
 	bin := sealosBin(t)
 	if os.Geteuid() != 0 {
-		t.Skip("builds run on the embedded BuildKit, which needs root (CI runs as root)")
+		testtool.Missing(t, "builds run on the embedded BuildKit, which needs root (CI runs as root)")
 	}
 	up := serveRegistryDir(t, bin, t.TempDir())
 	img, err := random.Image(16<<10, 1)

@@ -20,6 +20,8 @@ import (
 	"github.com/cluster-image/sealos/apply/applytest"
 	"github.com/cluster-image/sealos/apply/clusterfile"
 	"github.com/cluster-image/sealos/store"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 func TestRunEndToEnd(t *testing.T) {
@@ -126,7 +128,7 @@ spec:
 func TestExamplesOnNodes(t *testing.T) {
 	sealosBin(t)
 	if os.Geteuid() != 0 {
-		t.Skip("building the examples needs root (the embedded BuildKit)")
+		testtool.Missing(t, "building the examples needs root (the embedded BuildKit)")
 	}
 	set := applytest.StartNodes(t, 3, 12)
 	root := t.TempDir()

@@ -30,6 +30,8 @@ import (
 
 	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/registry/server"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 var toolInstall = map[string]string{
@@ -59,7 +61,7 @@ func tool(t *testing.T, name string) string {
 			return p
 		}
 	}
-	t.Skipf("%s not installed (%s); CI installs it", name, toolInstall[name])
+	testtool.Missing(t, "%s not installed (%s); CI installs it", name, toolInstall[name])
 	return ""
 }
 
@@ -341,7 +343,7 @@ func TestInteropRegctl(t *testing.T) {
 func TestInteropBuildah(t *testing.T) {
 	buildah := tool(t, "buildah")
 	if os.Geteuid() != 0 {
-		t.Skip("buildah needs root here (containers storage); CI runs as root")
+		testtool.Missing(t, "buildah needs root here (containers storage); CI runs as root")
 	}
 	host := startHub(t, server.Config{}, nil)
 	tmp := t.TempDir()

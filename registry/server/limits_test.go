@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // TestErrorBodyBounded: errors quote at most a bounded prefix of what the client sent,
@@ -208,7 +212,7 @@ func uploadBytes(t *testing.T, dir string) int64 {
 // upload works; with a reserve the hub refuses before the disk is full.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
+		testtool.Missing(t, "needs root to mount a tmpfs")
 	}
 	for _, c := range []struct {
 		name    string
@@ -265,8 +269,8 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
-// TestFlood: 20,000 connections that hold the hub idle (half of them after a
-// request, half without sending anything), from 200 client addresses, do not keep a
+// TestFlood: 20,000 connections that hold the hub idle (half of them after a request
+// that got 401, half without sending anything), from 200 client addresses, do not keep a
 // legitimate pull from being served. The process' open file limit (20,000 here) cannot
 // hold both ends of them, so two child processes hold the client ends.
 func TestFlood(t *testing.T) {
@@ -285,7 +289,9 @@ func TestFlood(t *testing.T) {
 	t.Logf("open file limit %d; %d flood connections from 2 processes", rl.Max, 2*per)
 
 	dir := t.TempDir()
-	srv, err := New(Config{RootDirectory: dir})
+	pw := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, SetHtpasswdUser(pw, "admin", "flood-pass"))
+	srv, err := New(Config{RootDirectory: dir, Htpasswd: pw})
 	require.NoError(t, err)
 	defer srv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -295,7 +301,7 @@ func TestFlood(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- srv.Serve(ctx, ln, ServeOptions{}) }()
 	defer func() { cancel(); <-done }()
-	h := &hub{t: t, url: "http://" + addr}
+	h := &hub{t: t, url: "http://" + addr, user: "admin", pass: "flood-pass"}
 	blob := randomBytes(4 << 20)
 	d := h.pushBlob("legit", blob)
 
@@ -325,7 +331,10 @@ func TestFlood(t *testing.T) {
 	// a legitimate pull on a fresh connection
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	start := time.Now()
-	res, err := client.Get(h.url + "/v2/legit/blobs/" + d.String())
+	req, err := http.NewRequest("GET", h.url+"/v2/legit/blobs/"+d.String(), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("admin", "flood-pass")
+	res, err := client.Do(req)
 	require.NoError(t, err, "a legitimate pull under the flood")
 	got, err := io.ReadAll(res.Body)
 	res.Body.Close()
@@ -338,7 +347,7 @@ func TestFlood(t *testing.T) {
 }
 
 // floodChild holds FLOOD_N connections to FLOOD_ADDR from 127.FLOOD_NET.x.y, half of
-// them after one request, until its stdin closes (or 2 minutes).
+// them after one request without credentials (a 401, kept alive), until its stdin closes (or 2 minutes).
 func floodChild() {
 	var rl syscall.Rlimit
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
@@ -348,6 +357,7 @@ func floodChild() {
 	n, _ := strconv.Atoi(os.Getenv("FLOOD_N"))
 	netb := os.Getenv("FLOOD_NET")
 	conns := make(chan net.Conn, n)
+	var unauthorized atomic.Int64
 	work := make(chan int)
 	doneW := make(chan struct{})
 	for w := 0; w < 16; w++ {
@@ -366,6 +376,9 @@ func floodChild() {
 						if res, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
 							_, _ = io.Copy(io.Discard, res.Body)
 							res.Body.Close()
+							if res.StatusCode == http.StatusUnauthorized {
+								unauthorized.Add(1)
+							}
 						}
 					}
 					_ = c.SetDeadline(time.Time{})
@@ -383,7 +396,7 @@ func floodChild() {
 	for w := 0; w < 16; w++ {
 		<-doneW
 	}
-	fmt.Printf("held %d\n", len(conns))
+	fmt.Printf("held %d (%d after a 401)\n", len(conns), unauthorized.Load())
 	stop := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
 	select {
@@ -418,4 +431,31 @@ func TestParseLimits(t *testing.T) {
 	assert.Equal(t, uint64(5<<20), l.reserve(100<<20))
 	assert.Equal(t, uint64(10<<30), Limits{MinFreePercent: 10}.reserve(100<<30))
 	assert.Zero(t, Limits{MinFreeBytes: -1}.reserve(100<<30))
+}
+
+// TestBodyDeadlineCleared: once a body is read whole, the rate window no longer applies:
+// a handler that works on longer than the window is not cancelled (net/http clears the
+// read deadline when it starts its own background read at the body's end; this keeps it so).
+func TestBodyDeadlineCleared(t *testing.T) {
+	srv, err := New(Config{InMemory: true})
+	require.NoError(t, err)
+	defer srv.Close()
+	window := 500 * time.Millisecond
+	var ctxErr error
+	h := srv.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			ctxErr = r.Context().Err()
+		case <-time.After(3 * window):
+		}
+		w.WriteHeader(http.StatusCreated)
+	}), Limits{MinBodyRate: 1 << 20, BodyRateWindow: window})
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	res, err := http.Post(ts.URL+"/v2/x/manifests/v1", "application/octet-stream", strings.NewReader("{}"))
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.NoError(t, ctxErr)
+	assert.Equal(t, http.StatusCreated, res.StatusCode)
 }

@@ -33,6 +33,7 @@ type countingHub struct {
 	manifests atomic.Int64
 	blobs     atomic.Int64
 	delay     time.Duration // held before answering a blob, so concurrent pulls overlap
+	mdelay    time.Duration // held before answering a manifest GET
 }
 
 func newCountingHub(t *testing.T) *countingHub {
@@ -44,6 +45,7 @@ func newCountingHub(t *testing.T) *countingHub {
 	c.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
 			c.manifests.Add(1)
+			time.Sleep(c.mdelay)
 		}
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
 			c.blobs.Add(1)
@@ -188,31 +190,89 @@ func TestMirrorIndexAndChildByDigest(t *testing.T) {
 	}
 }
 
+// Concurrent requests for what the site does not hold yet wait for one upstream fetch.
+// The upstream is slow (every request arrives while the first fetch is still running), so
+// without the singleflight each request would fetch for itself: N upstream fetches, not 1.
 func TestMirrorSingleflight(t *testing.T) {
-	up := newCountingHub(t)
-	up.delay = 20 * time.Millisecond
-	img := randomImg(t, 2)
-	want := pushTo(t, up.host+"/library/busy:v1", img)
-	_, site := siteHub(t, up, 0)
-
 	const clients = 16
-	var wg sync.WaitGroup
-	errs := make([]error, clients)
-	digests := make([]ggcrv1.Hash, clients)
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			digests[i], errs[i] = pullAll(t, site+"/library/busy:v1", viaNS)
-		}(i)
+	// concurrent sends n GETs of the site's path (through the mirror namespace) at once
+	// and checks each gets want.
+	concurrent := func(t *testing.T, site, p string, want []byte) {
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, err := http.NewRequest(http.MethodGet, "http://"+site+p+"?ns=docker.io", nil)
+				if !assert.NoError(t, err) {
+					return
+				}
+				req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+				resp, err := http.DefaultClient.Do(req)
+				if !assert.NoError(t, err) {
+					return
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				assert.NoError(t, err)
+				assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+				assert.Equal(t, want, body)
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	for i := range errs {
-		require.NoError(t, errs[i])
-		assert.Equal(t, want, digests[i])
-	}
-	assert.Equal(t, int64(1), up.manifests.Load(), "one upstream manifest fetch for %d clients", clients)
-	assert.Equal(t, int64(3), up.blobs.Load(), "each blob fetched upstream once for %d clients", clients)
+	img := randomImg(t, 2)
+	raw, err := img.RawManifest()
+	require.NoError(t, err)
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	ld, err := layers[0].Digest()
+	require.NoError(t, err)
+	rc, err := layers[0].Compressed()
+	require.NoError(t, err)
+	layer, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	rc.Close()
+
+	t.Run("manifest", func(t *testing.T) {
+		up := newCountingHub(t)
+		up.mdelay = 300 * time.Millisecond
+		pushTo(t, up.host+"/library/busy:v1", img)
+		_, site := siteHub(t, up, 0)
+		concurrent(t, site, "/v2/library/busy/manifests/v1", raw)
+		assert.Equal(t, int64(1), up.manifests.Load(), "one upstream manifest fetch for %d concurrent requests", clients)
+	})
+	t.Run("blob", func(t *testing.T) {
+		up := newCountingHub(t)
+		up.delay = 300 * time.Millisecond
+		pushTo(t, up.host+"/library/busy:v1", img)
+		_, site := siteHub(t, up, 0)
+		concurrent(t, site, "/v2/library/busy/blobs/"+ld.String(), layer)
+		assert.Equal(t, int64(1), up.blobs.Load(), "one upstream blob fetch for %d concurrent requests", clients)
+	})
+	t.Run("pulls", func(t *testing.T) {
+		up := newCountingHub(t)
+		up.delay = 20 * time.Millisecond
+		want := pushTo(t, up.host+"/library/busy:v1", img)
+		_, site := siteHub(t, up, 0)
+		var wg sync.WaitGroup
+		errs := make([]error, clients)
+		digests := make([]ggcrv1.Hash, clients)
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				digests[i], errs[i] = pullAll(t, site+"/library/busy:v1", viaNS)
+			}()
+		}
+		wg.Wait()
+		for i := range errs {
+			require.NoError(t, errs[i])
+			assert.Equal(t, want, digests[i])
+		}
+		assert.Equal(t, int64(1), up.manifests.Load(), "one upstream manifest fetch for %d clients", clients)
+		assert.Equal(t, int64(3), up.blobs.Load(), "each blob fetched upstream once for %d clients", clients)
+	})
 }
 
 func TestMirrorLocalPushesStillWork(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"github.com/cluster-image/sealos/builder/buildkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 var (
@@ -55,7 +57,7 @@ func sealosBin(t *testing.T) string {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("builds run on the embedded BuildKit, which needs root (CI runs as root)")
+		testtool.Missing(t, "builds run on the embedded BuildKit, which needs root (CI runs as root)")
 	}
 }
 
@@ -146,7 +148,7 @@ func exampleContext(t *testing.T, name string) string {
 	}
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("examples/busybox needs Debian's busybox-static (apt-get install busybox-static)")
+		testtool.Missing(t, "examples/busybox needs Debian's busybox-static (apt-get install busybox-static)")
 	}
 	ctx := t.TempDir()
 	require.NoError(t, exec.Command("cp", "-r", dir+"/.", ctx).Run())
@@ -243,7 +245,7 @@ func TestBuildExamples(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				if name == "busybox" {
 					if _, err := exec.LookPath("runc"); err != nil {
-						t.Skip("examples/busybox uses RUN, which needs runc (apt-get install runc)")
+						testtool.Missing(t, "examples/busybox uses RUN, which needs runc (apt-get install runc)")
 					}
 				}
 				ctx := exampleContext(t, name)
@@ -308,7 +310,7 @@ func TestBuildFromLocalStore(t *testing.T) {
 func TestBuildWithoutRunc(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("busybox"); err != nil {
-		t.Skip("needs Debian's busybox-static (apt-get install busybox-static)")
+		testtool.Missing(t, "needs Debian's busybox-static (apt-get install busybox-static)")
 	}
 	e := engine{name: "no-runc", env: []string{"BUILDKIT_HOST=", "PATH=" + t.TempDir()}}
 	root := t.TempDir()
