@@ -30,7 +30,8 @@ It is safe while hubs serve DIR: it waits for their writes in flight and blocks 
 while it runs, and the hubs forget deleted blobs afterwards. Blobs written less than
 --keep-recent ago are kept, because a client may have pushed them and not yet the manifest
 that refers to them. Anything a manifest refers to is never deleted. Upload sessions of
-pushes that were cut off are deleted after --purge-uploads.`,
+pushes that were cut off are deleted after --purge-uploads; those of hubs that were
+killed, and the temporary files of killed writes, are deleted whatever their age.`,
 		Example: `  sealos registry gc /var/lib/registry --dry-run
   sealos registry gc /var/lib/registry --delete-untagged --keep-recent 0
   sealos registry gc ./registry -o json`,
@@ -68,7 +69,7 @@ func printGCResult(w io.Writer, output string, res server.GCResult) error {
 	if res.DryRun {
 		verb = "would delete"
 	}
-	_, err := fmt.Fprintf(w, "%d repositories, %d blobs in use; %s %d blobs (%.1f MB), %d manifests and %d stale uploads; kept %d recent blobs\n",
-		res.Repositories, res.MarkedBlobs, verb, len(res.DeletedBlobs), float64(res.FreedBytes)/1e6, len(res.DeletedManifests), res.PurgedUploads, res.KeptRecent)
+	_, err := fmt.Fprintf(w, "%d repositories, %d blobs in use; %s %d blobs (%.1f MB), %d manifests, %d stale uploads and %d temporary files; kept %d recent blobs\n",
+		res.Repositories, res.MarkedBlobs, verb, len(res.DeletedBlobs), float64(res.FreedBytes)/1e6, len(res.DeletedManifests), res.PurgedUploads, res.RemovedTemps, res.KeptRecent)
 	return err
 }

@@ -6,14 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cluster-image/sealos/store/durable"
 	"github.com/opencontainers/go-digest"
@@ -35,7 +33,7 @@ import (
 //     both names are made durable (with the directories that changed) before the 201.
 //
 // The data is staged in <root>/.sealos-uploads (one file, no session directory); what a
-// crash leaves there is removed when a hub starts and by gc (see purgeStaged).
+// crash leaves there is removed when a hub starts and by gc (see sweepDead).
 //
 // It returns false, having written nothing, when the request is not for it (an
 // in-memory hub, a digest other than sha256), and the App answers as usual.
@@ -154,11 +152,11 @@ func stage(sd *syncingDriver, size int64) (stagedFile, error) {
 	if size >= directMin {
 		var rnd [8]byte
 		_, _ = rand.Read(rnd[:])
-		if dw, err := durable.CreateDirect(filepath.Join(dir, "blob-"+hex.EncodeToString(rnd[:]))); err == nil {
+		if dw, err := durable.CreateDirect(filepath.Join(dir, stagePrefix()+hex.EncodeToString(rnd[:]))); err == nil {
 			return dw, nil
 		} // no O_DIRECT here (tmpfs): through the page cache
 	}
-	f, err := os.CreateTemp(dir, "blob-*")
+	f, err := os.CreateTemp(dir, stagePrefix()+"*")
 	if err != nil {
 		return nil, err
 	}
@@ -217,33 +215,6 @@ func placeBlob(sd *syncingDriver, staged string, d digest.Digest, repo string) e
 // stagingDir (under the hub's root) holds upload data of single-POST uploads until it is
 // complete and durable.
 const stagingDir = ".sealos-uploads"
-
-// purgeStaged removes staged upload data older than cutoff (left by a crash or a cut
-// connection that the process did not live to clean up) and returns how many files.
-func purgeStaged(root string, cutoff time.Time, dryRun bool) (int, error) {
-	dir := filepath.Join(root, stagingDir)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return 0, nil
-		}
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil || !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		if !dryRun {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return n, err
-			}
-		}
-		n++
-	}
-	return n, nil
-}
 
 // uploadBufs are the buffers upload bodies are read with: a 1 MiB blob in a few reads.
 var uploadBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -58,31 +57,6 @@ func usableByFreshHub(t *testing.T, dir, repo string, d digest.Digest, size int)
 		cd, len(cfg), d, size))
 	require.Equal(t, http.StatusCreated, h.putManifest(repo, "v1", mb, "application/vnd.oci.image.manifest.v1+json").status)
 	return h
-}
-
-// TestStagedPurge: staged data a crash left behind goes when a hub starts (if older than
-// an hour: another hub may be writing younger files) and with gc's upload purge.
-func TestStagedPurge(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, stagingDir), 0o755))
-	old, young := filepath.Join(dir, stagingDir, "blob-old"), filepath.Join(dir, stagingDir, "blob-young")
-	for _, p := range []string{old, young} {
-		require.NoError(t, os.WriteFile(p, []byte("partial"), 0o644))
-	}
-	require.NoError(t, os.Chtimes(old, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)))
-	srv, _ := newTestServer(t, Config{RootDirectory: dir})
-	assert.NoFileExists(t, old)
-	assert.FileExists(t, young)
-
-	require.NoError(t, os.Chtimes(young, time.Now().Add(-time.Minute), time.Now().Add(-time.Minute)))
-	res, err := srv.CollectGarbage(context.Background(), GCOptions{PurgeUploads: time.Second, DryRun: true})
-	require.NoError(t, err)
-	assert.Equal(t, 1, res.PurgedUploads)
-	assert.FileExists(t, young)
-	res, err = srv.CollectGarbage(context.Background(), GCOptions{PurgeUploads: time.Second})
-	require.NoError(t, err)
-	assert.Equal(t, 1, res.PurgedUploads)
-	assert.NoFileExists(t, young)
 }
 
 // TestSinglePostCut: a single POST whose body stops short (client gone, or a body shorter

@@ -32,7 +32,9 @@ type GCOptions struct {
 	// have pushed them and not yet pushed the manifest that refers to them.
 	KeepRecent time.Duration
 	// PurgeUploads deletes upload sessions started longer ago than this (cut or
-	// abandoned pushes); 0 keeps them (the hub itself purges them after a week).
+	// abandoned pushes); 0 keeps them (the hub itself purges them after a week). The
+	// sessions of killed hubs, and their staged blobs and temporary files, go anyway,
+	// whatever their age (owner.go).
 	PurgeUploads time.Duration
 	// Log, when set, gets one line per deletion (or would-be deletion).
 	Log io.Writer
@@ -46,6 +48,7 @@ type GCResult struct {
 	DeletedManifests []string        `json:"deletedManifests"` // repo@digest
 	KeptRecent       int             `json:"keptRecent"`
 	PurgedUploads    int             `json:"purgedUploads"`
+	RemovedTemps     int             `json:"removedTemps"` // staged blobs and temporary files of killed writers
 	FreedBytes       int64           `json:"freedBytes"`
 	DryRun           bool            `json:"dryRun"`
 }
@@ -67,7 +70,7 @@ func CollectGarbage(ctx context.Context, dir string, opts GCOptions) (GCResult, 
 	}
 	d := &syncingDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 100}), root: dir}
 	res, err := collect(ctx, d, opts)
-	changed := !opts.DryRun && (len(res.DeletedBlobs) > 0 || len(res.DeletedManifests) > 0 || res.PurgedUploads > 0)
+	changed := !opts.DryRun && (len(res.DeletedBlobs) > 0 || len(res.DeletedManifests) > 0 || res.PurgedUploads > 0 || res.RemovedTemps > 0)
 	if uerr := lock.unlock(dir, changed); uerr != nil && err == nil {
 		err = uerr
 	}
@@ -165,13 +168,17 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 		}
 		manifests := map[digest.Digest]refs{}
 		err = menum.Enumerate(ctx, func(dg digest.Digest) error {
-			m, err := ms.Get(ctx, dg)
-			if err != nil {
-				return fmt.Errorf("%s@%s: %w", repoName, dg, err)
-			}
-			_, payload, err := m.Payload()
-			if err != nil {
-				return err
+			// the stored bytes, read directly: the manifest service costs several times
+			// as many file operations, and a collection runs with writes stopped
+			payload, err := d.GetContent(ctx, blobData(dg))
+			if err != nil || digest.FromBytes(payload) != dg {
+				m, err := ms.Get(ctx, dg) // an alias, or content that is not what it is named
+				if err != nil {
+					return fmt.Errorf("%s@%s: %w", repoName, dg, err)
+				}
+				if _, payload, err = m.Payload(); err != nil {
+					return err
+				}
 			}
 			var r refs
 			_ = json.Unmarshal(payload, &r)
@@ -295,12 +302,19 @@ func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions)
 			}
 			res.PurgedUploads = len(purged)
 		}
-		if sd, ok := d.(*syncingDriver); ok {
-			n, err := purgeStaged(sd.root, now.Add(-opts.PurgeUploads), opts.DryRun)
-			if err != nil {
-				return res, fmt.Errorf("purge uploads: %w", err)
-			}
-			res.PurgedUploads += n
+	}
+
+	if sd, ok := d.(*syncingDriver); ok {
+		// leftovers of killed writers: the gate held exclusively, no writer is alive
+		swept, err := sweepDead(sd.root, false, true, opts.DryRun)
+		if err != nil {
+			return res, fmt.Errorf("sweep leftovers of killed hubs: %w", err)
+		}
+		res.PurgedUploads += swept.Uploads
+		res.RemovedTemps = swept.Staged + swept.Temps
+		res.FreedBytes += swept.Bytes
+		if swept != (SweepResult{}) {
+			logf("removed leftovers of killed hubs: %d upload sessions, %d staged blobs, %d temporary files", swept.Uploads, swept.Staged, swept.Temps)
 		}
 	}
 

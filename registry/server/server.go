@@ -29,6 +29,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,6 +103,7 @@ type Server struct {
 	app      atomic.Pointer[handlers.App]
 	auth     *htpasswdAuth
 	gate     *writeGate // nil for in-memory
+	hub      *hubLock   // this hub's presence on its directory (owner.go); nil unless gate
 	mwName   string
 	mirror   *mirror // nil unless Config.Mirrors
 
@@ -152,9 +154,18 @@ func New(cfg Config) (*Server, error) {
 			if err := os.MkdirAll(filepath.Join(abs, stagingDir), 0o755); err != nil {
 				return nil, fmt.Errorf("registry server: storage directory: %w", err)
 			}
-			// uploads cut by a crash; an hour spares those of another hub on this directory
-			if _, err := purgeStaged(abs, time.Now().Add(-time.Hour), false); err != nil {
+			// what killed hubs left (cut uploads, staged blobs, temporary files): by
+			// owner, never a live hub's however old (owner.go)
+			if s.hub, err = registerHub(abs); err != nil {
 				return nil, fmt.Errorf("registry server: %w", err)
+			}
+			swept, err := sweepDead(abs, !otherHubsAlive(abs, s.hub), false, false)
+			if err != nil {
+				s.hub.close()
+				return nil, fmt.Errorf("registry server: sweeping what dead hubs left: %w", err)
+			}
+			if swept != (SweepResult{}) {
+				slog.Info("registry: removed what dead hubs left", "uploads", swept.Uploads, "staged", swept.Staged, "temps", swept.Temps, "bytes", swept.Bytes)
 			}
 			if s.gate, err = openWriteGate(abs); err != nil {
 				return nil, fmt.Errorf("registry server: %w", err)
@@ -322,7 +333,7 @@ func (s *Server) Close() error {
 		s.mirror.wait() // background upstream fetches stop with the context
 	}
 	if s.gate != nil {
-		errs = append(errs, s.gate.close())
+		errs = append(errs, s.gate.close(), s.hub.close())
 	}
 	unregisterDriver(s.mwName)
 	return errors.Join(errs...)
@@ -352,9 +363,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.auth != nil {
-		u, ok := s.auth.authenticate(r)
+		u, ok := s.auth.check(lw, r) // 401, or 429 to an address that failed too often
 		if !ok {
-			s.auth.challenge(lw)
 			return
 		}
 		user = u
@@ -370,6 +380,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer s.leaveWrite()
+		s.claimUpload(lw, r)
 	}
 	s.refreshAfterGC()
 	app := s.app.Load()
@@ -484,6 +495,32 @@ func (s *Server) leaveWrite() {
 		s.gate.leave()
 	}
 	s.inproc.RUnlock()
+}
+
+// claimUpload records this process as the owner of the upload session a write request
+// opens or writes to, so that a hub starting after a crash knows whether it may remove
+// it (owner.go).
+func (s *Server) claimUpload(lw *logWriter, r *http.Request) {
+	if s.gate == nil {
+		return
+	}
+	if m := uploadPath.FindStringSubmatch(r.URL.Path); m != nil && m[2] != "" {
+		claimSession(s.cfg.RootDirectory, m[1], m[2])
+		return
+	}
+	if r.Method == http.MethodPost && uploadStartPath.MatchString(r.URL.Path) {
+		lw.onWrite(func(status int) int {
+			if status != http.StatusAccepted {
+				return status
+			}
+			if u, err := url.Parse(lw.Header().Get("Location")); err == nil {
+				if m := uploadPath.FindStringSubmatch(u.Path); m != nil {
+					claimSession(s.cfg.RootDirectory, m[1], m[2])
+				}
+			}
+			return status
+		})
+	}
 }
 
 // refreshAfterGC starts a fresh App (with an empty blob descriptor cache) when a garbage
