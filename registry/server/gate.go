@@ -109,7 +109,7 @@ func flockWait(ctx context.Context, f *os.File, how int) error {
 			return fmt.Errorf("waiting for garbage collection to finish: %w", ctx.Err())
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
+		if delay < maxFlockPoll {
 			delay *= 2
 		}
 	}
@@ -152,3 +152,9 @@ func (l *gcLock) unlock(root string, changed bool) error {
 	}
 	return errors.Join(err, l.f.Close(), l.intent.Close())
 }
+
+// maxFlockPoll is the longest a wait for a gate flock sleeps between tries. Short, as a
+// write released by a collection that wakes late leaves less of the time until the
+// next collection for the rest of its push (with collections every 100 ms and a keep
+// window of 0, a push whose requests each woke up to 50 ms late never completed).
+const maxFlockPoll = 4 * time.Millisecond
