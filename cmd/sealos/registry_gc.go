@@ -27,7 +27,9 @@ func newRegistryGCCmd() *cobra.Command {
 --delete-untagged also the manifests no tag reaches (with their referrers).
 
 It is safe while hubs serve DIR: it waits for their writes in flight and blocks new ones
-while it runs, and the hubs forget deleted blobs afterwards. Blobs written less than
+while it runs, and the hubs forget deleted blobs afterwards. A push that races it is
+stored whole or refused: a manifest naming a blob the collection took gets
+MANIFEST_BLOB_UNKNOWN, and pushing again uploads the missing blob. Blobs written less than
 --keep-recent ago are kept, because a client may have pushed them and not yet the manifest
 that refers to them. Anything a manifest refers to is never deleted. Upload sessions of
 pushes that were cut off are deleted after --purge-uploads; those of hubs that were

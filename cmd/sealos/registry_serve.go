@@ -53,7 +53,16 @@ func newRegistryServeCmd() *cobra.Command {
 		Short: "Serve an OCI registry (the hub) from a directory or from memory",
 		Long: `serve runs the hub: an OCI distribution 1.1 registry (distribution v3 plus the referrers
 API), until SIGINT or SIGTERM. On a signal it stops accepting connections and lets requests
-in flight finish (up to --shutdown-timeout); an upload cut short stays invisible.`,
+in flight finish (up to --shutdown-timeout); an upload cut short stays invisible. Killed
+instead, it leaves upload data behind: the next hub to start on the directory removes it
+(by owner: never the uploads of another hub that is still serving the directory).
+
+With --htpasswd, a client address whose logins fail 10 times within 10 minutes is answered
+429 Too Many Requests (with Retry-After) for a while, 1 s at first, doubling up to 5 min;
+wrong user names and wrong passwords take the same time to refuse.
+
+The limits flags keep one client from starving the others: idle and slow connections
+are closed, a full disk is answered 507 and the cut upload's data removed at once.`,
 		Example: `  sealos registry serve filesystem /var/lib/registry
   sealos registry serve fs ./registry -p 5001 --htpasswd /etc/registry/htpasswd --access-log
   sealos registry serve inmem --address 127.0.0.1 --port 0

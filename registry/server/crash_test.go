@@ -3,14 +3,18 @@ package server
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
@@ -194,4 +199,88 @@ func TestSIGKILLMidPush(t *testing.T) {
 	gd, err := got.Digest()
 	require.NoError(t, err)
 	assert.Equal(t, want, gd)
+}
+
+// TestSIGKILLLoop kills a hub process at random moments of pushes from 4 clients at once,
+// 20 times over on one directory, restarting it each time: every image acknowledged
+// before a kill pulls with the content of its digests after the restart, and all of them
+// at the end; and what the killed hubs left is gone once the last one starts.
+func TestSIGKILLLoop(t *testing.T) {
+	rounds := 20
+	if testing.Short() {
+		rounds = 5
+	}
+	dir := t.TempDir()
+	var acked []string // refs
+	pushed, kills, fresh := 0, 0, 0
+	for round := 0; round < rounds; round++ {
+		cmd, u := startHubProcess(t, dir)
+		host := strings.TrimPrefix(u, "http://")
+		for _, r := range acked[fresh:] { // what was acknowledged before the kill, whole
+			ref, err := name.ParseReference(host+"/"+r, name.Insecure)
+			require.NoError(t, err)
+			img, err := remote.Image(ref)
+			require.NoError(t, err, "acknowledged %s, round %d", r, round)
+			require.NoError(t, validate.Image(img), "acknowledged %s, round %d", r, round)
+		}
+		fresh = len(acked)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for c := 0; c < 4; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					img, err := random.Image(int64(64<<10*(1+i%8)), 3)
+					if err != nil {
+						return
+					}
+					r := fmt.Sprintf("kill/c%d:r%d-%d", c, round, i)
+					ref, _ := name.ParseReference(host+"/"+r, name.Insecure)
+					mu.Lock()
+					pushed++
+					mu.Unlock()
+					if remote.Write(ref, img) != nil {
+						return // the hub is gone
+					}
+					mu.Lock()
+					acked = append(acked, r)
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(50+mrand.IntN(250)) * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		kills++
+		wg.Wait()
+	}
+	srv, err := New(Config{RootDirectory: dir})
+	require.NoError(t, err)
+	defer srv.Close()
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	h := &hub{t: t, url: ts.URL}
+	lost := 0
+	for _, r := range acked {
+		repo, tag, _ := strings.Cut(r, ":")
+		if miss := pullComplete(h, repo, tag); miss != "" {
+			lost++
+			t.Log("acknowledged and lost:", miss)
+		}
+	}
+	staged, _ := os.ReadDir(filepath.Join(dir, stagingDir))
+	var sessions int
+	_ = filepath.WalkDir(filepath.Join(dir, "docker/registry/v2/repositories"), func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() && filepath.Base(filepath.Dir(p)) == uploadsDir {
+			sessions++
+		}
+		return nil
+	})
+	t.Logf("%d kills during %d pushes: %d acknowledged, %d lost; left after the last start: %d staged blobs, %d upload sessions",
+		kills, pushed, len(acked), lost, len(staged), sessions)
+	assert.Zero(t, lost)
+	assert.Greater(t, len(acked), rounds, "pushes completed between kills")
+	assert.Zero(t, len(staged))
+	assert.Zero(t, sessions)
 }
