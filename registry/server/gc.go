@@ -128,249 +128,313 @@ type refs struct {
 	Subject   *v1.Descriptor  `json:"subject"`
 }
 
+// collector is one collection: what its mark phase found, and what it did.
+type collector struct {
+	ctx    context.Context
+	d      storagedriver.StorageDriver
+	opts   GCOptions
+	reg    distribution.Namespace
+	vacuum storage.Vacuum
+	res    GCResult
+
+	marked      map[digest.Digest]bool                     // blobs and manifests in use
+	layerLinks  map[string][]digest.Digest                 // repository -> its layer links
+	repoAliases map[string]map[digest.Digest]digest.Digest // repository -> blob aliases
+}
+
+// collect marks what the manifests of every repository use (deleting untagged manifests
+// with DeleteUntagged), purges stale uploads and leftovers, then deletes unmarked blobs
+// and the links to them. The caller holds the write gate exclusively.
 func collect(ctx context.Context, d storagedriver.StorageDriver, opts GCOptions) (GCResult, error) {
-	res := GCResult{DryRun: opts.DryRun, DeletedBlobs: []digest.Digest{}, DeletedManifests: []string{}}
-	logf := func(format string, a ...any) {
-		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, format+"\n", a...)
-		}
+	c := &collector{ctx: ctx, d: d, opts: opts,
+		res:    GCResult{DryRun: opts.DryRun, DeletedBlobs: []digest.Digest{}, DeletedManifests: []string{}},
+		marked: map[digest.Digest]bool{}, layerLinks: map[string][]digest.Digest{}, repoAliases: map[string]map[digest.Digest]digest.Digest{},
 	}
 	reg, err := storage.NewRegistry(ctx, d, storage.EnableDelete)
 	if err != nil {
-		return res, err
+		return c.res, err
 	}
 	enum, ok := reg.(distribution.RepositoryEnumerator)
 	if !ok {
-		return res, errors.New("registry cannot enumerate repositories")
+		return c.res, errors.New("registry cannot enumerate repositories")
 	}
-	vacuum := storage.NewVacuum(ctx, d)
-	marked := map[digest.Digest]bool{}
-	layerLinks := map[string][]digest.Digest{}
-	repoAliases := map[string]map[digest.Digest]digest.Digest{} // blob aliases
-
-	err = enum.Enumerate(ctx, func(repoName string) error {
-		res.Repositories++
-		named, err := reference.WithName(repoName)
-		if err != nil {
-			return fmt.Errorf("repository %s: %w", repoName, err)
-		}
-		repo, err := reg.Repository(ctx, named)
-		if err != nil {
-			return fmt.Errorf("repository %s: %w", repoName, err)
-		}
-		ms, err := repo.Manifests(ctx)
-		if err != nil {
-			return err
-		}
-		menum, ok := ms.(distribution.ManifestEnumerator)
-		if !ok {
-			return errors.New("manifest service cannot enumerate")
-		}
-		manifests := map[digest.Digest]refs{}
-		err = menum.Enumerate(ctx, func(dg digest.Digest) error {
-			// the stored bytes, read directly: the manifest service costs several times
-			// as many file operations, and a collection runs with writes stopped
-			payload, err := d.GetContent(ctx, blobData(dg))
-			if err != nil || digest.FromBytes(payload) != dg {
-				m, err := ms.Get(ctx, dg) // an alias, or content that is not what it is named
-				if err != nil {
-					return fmt.Errorf("%s@%s: %w", repoName, dg, err)
-				}
-				if _, payload, err = m.Payload(); err != nil {
-					return err
-				}
-			}
-			var r refs
-			_ = json.Unmarshal(payload, &r)
-			manifests[dg] = r
-			return nil
-		})
-		if err != nil && !isNotFound(err) {
-			return err
-		}
-
-		// manifests and blobs named by other digests than their sha256 (digests.go)
-		blobAliases, err := listAliases(ctx, d, repoName, layersDir)
-		if err != nil {
-			return err
-		}
-		manifestAliases, err := listAliases(ctx, d, repoName, revisionsDir)
-		if err != nil {
-			return err
-		}
-		repoAliases[repoName] = blobAliases
-		keep := map[digest.Digest]bool{}
-		if opts.DeleteUntagged {
-			keep, err = reachable(ctx, d, repo, repoName, manifests, manifestAliases)
-			if err != nil {
-				return err
-			}
-		} else {
-			for dg := range manifests {
-				keep[dg] = true
-			}
-		}
-		mark := func(dg digest.Digest) {
-			marked[dg] = true
-			if c, ok := blobAliases[dg]; ok {
-				marked[c] = true
-			}
-			if c, ok := manifestAliases[dg]; ok {
-				marked[c] = true
-			}
-		}
-		for dg, r := range manifests {
-			if !keep[dg] {
-				continue
-			}
-			mark(dg)
-			if r.Config != nil {
-				mark(r.Config.Digest)
-			}
-			for _, l := range r.Layers {
-				mark(l.Digest)
-			}
-			for _, c := range r.Manifests {
-				mark(c.Digest)
-			}
-		}
-		// untagged manifests to delete
-		var drop []digest.Digest
-		for dg := range manifests {
-			if !keep[dg] && !marked[dg] {
-				drop = append(drop, dg)
-			}
-		}
-		sort.Slice(drop, func(i, j int) bool { return drop[i] < drop[j] })
-		if len(drop) > 0 {
-			allTags, err := repo.Tags(ctx).All(ctx)
-			if err != nil {
-				var unknown distribution.ErrRepositoryUnknown
-				if !errors.As(err, &unknown) && !isNotFound(err) {
-					return err
-				}
-			}
-			for _, dg := range drop {
-				logf("delete manifest %s@%s", repoName, dg)
-				res.DeletedManifests = append(res.DeletedManifests, repoName+"@"+dg.String())
-				if opts.DryRun {
-					continue
-				}
-				if err := vacuum.RemoveManifest(repoName, dg, allTags); err != nil {
-					return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
-				}
-				if err := removeAliases(ctx, d, repoName, revisionsDir, manifestAliases, dg); err != nil {
-					return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
-				}
-				if s := manifests[dg].Subject; s != nil && s.Digest.Validate() == nil {
-					if err := d.Delete(ctx, referrerFile(repoName, s.Digest, dg)); err != nil && !isNotFound(err) {
-						return err
-					}
-				}
-			}
-		}
-		// layer links, checked against the final mark set after the walk
-		lenum, ok := repo.Blobs(ctx).(distribution.ManifestEnumerator)
-		if !ok {
-			return errors.New("blob service cannot enumerate")
-		}
-		err = lenum.Enumerate(ctx, func(dg digest.Digest) error {
-			layerLinks[repoName] = append(layerLinks[repoName], dg)
-			return nil
-		})
-		if err != nil && !isNotFound(err) {
-			return err
-		}
-		return nil
-	})
-	if err != nil && !isNotFound(err) { // not found: an empty registry
-		return res, fmt.Errorf("mark: %w", err)
+	c.reg, c.vacuum = reg, storage.NewVacuum(ctx, d)
+	if err := enum.Enumerate(ctx, c.markRepository); err != nil && !isNotFound(err) { // not found: an empty registry
+		return c.res, fmt.Errorf("mark: %w", err)
 	}
-	res.MarkedBlobs = len(marked)
-
+	c.res.MarkedBlobs = len(c.marked)
 	now := time.Now()
-	if opts.PurgeUploads > 0 {
-		// distribution reports a registry without repositories as an error (not one that
-		// unwraps to PathNotFoundError): nothing to purge there
-		if _, err := d.Stat(ctx, path.Join(registryRoot, "repositories")); err == nil {
-			purged, errs := storage.PurgeUploads(ctx, d, now.Add(-opts.PurgeUploads), !opts.DryRun)
-			if err := errors.Join(errs...); err != nil {
-				return res, fmt.Errorf("purge uploads: %w", err)
-			}
-			for _, p := range purged {
-				logf("delete upload %s", p)
-			}
-			res.PurgedUploads = len(purged)
+	if err := c.purgeUploads(now); err != nil {
+		return c.res, err
+	}
+	if err := c.sweepLeftovers(); err != nil {
+		return c.res, err
+	}
+	deleted, err := c.sweepBlobs(now)
+	if err != nil || c.opts.DryRun {
+		return c.res, err
+	}
+	return c.res, c.removeLayerLinks(deleted)
+}
+
+func (c *collector) logf(format string, a ...any) {
+	if c.opts.Log != nil {
+		fmt.Fprintf(c.opts.Log, format+"\n", a...)
+	}
+}
+
+// markRepository marks what the kept manifests of a repository use, deletes the others
+// (DeleteUntagged) and lists its layer links for removeLayerLinks.
+func (c *collector) markRepository(repoName string) error {
+	c.res.Repositories++
+	named, err := reference.WithName(repoName)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", repoName, err)
+	}
+	repo, err := c.reg.Repository(c.ctx, named)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", repoName, err)
+	}
+	manifests, err := c.readManifests(repo, repoName)
+	if err != nil {
+		return err
+	}
+	// manifests and blobs named by other digests than their sha256 (digests.go)
+	blobAliases, err := listAliases(c.ctx, c.d, repoName, layersDir)
+	if err != nil {
+		return err
+	}
+	manifestAliases, err := listAliases(c.ctx, c.d, repoName, revisionsDir)
+	if err != nil {
+		return err
+	}
+	c.repoAliases[repoName] = blobAliases
+	keep := map[digest.Digest]bool{}
+	if c.opts.DeleteUntagged {
+		if keep, err = reachable(c.ctx, c.d, repo, repoName, manifests, manifestAliases); err != nil {
+			return err
+		}
+	} else {
+		for dg := range manifests {
+			keep[dg] = true
 		}
 	}
-
-	if sd, ok := d.(*syncingDriver); ok {
-		// leftovers of killed writers: the gate held exclusively, no writer is alive
-		swept, err := sweepDead(sd.root, false, true, opts.DryRun)
-		if err != nil {
-			return res, fmt.Errorf("sweep leftovers of killed hubs: %w", err)
+	mark := func(dg digest.Digest) {
+		c.marked[dg] = true
+		if a, ok := blobAliases[dg]; ok {
+			c.marked[a] = true
 		}
-		res.PurgedUploads += swept.Uploads
-		res.RemovedTemps = swept.Staged + swept.Temps
-		res.FreedBytes += swept.Bytes
-		if swept != (SweepResult{}) {
-			logf("removed leftovers of killed hubs: %d upload sessions, %d staged blobs, %d temporary files", swept.Uploads, swept.Staged, swept.Temps)
+		if a, ok := manifestAliases[dg]; ok {
+			c.marked[a] = true
 		}
 	}
-
-	var sweep []digest.Digest
-	err = reg.Blobs().Enumerate(ctx, func(dg digest.Digest) error {
-		if marked[dg] {
-			return nil
+	for dg, r := range manifests {
+		if !keep[dg] {
+			continue
 		}
-		sweep = append(sweep, dg)
+		mark(dg)
+		if r.Config != nil {
+			mark(r.Config.Digest)
+		}
+		for _, l := range r.Layers {
+			mark(l.Digest)
+		}
+		for _, m := range r.Manifests {
+			mark(m.Digest)
+		}
+	}
+	var drop []digest.Digest
+	for dg := range manifests {
+		if !keep[dg] && !c.marked[dg] {
+			drop = append(drop, dg)
+		}
+	}
+	if err := c.dropManifests(repo, repoName, drop, manifests, manifestAliases); err != nil {
+		return err
+	}
+	// layer links, checked against the final mark set after the walk
+	lenum, ok := repo.Blobs(c.ctx).(distribution.ManifestEnumerator)
+	if !ok {
+		return errors.New("blob service cannot enumerate")
+	}
+	err = lenum.Enumerate(c.ctx, func(dg digest.Digest) error {
+		c.layerLinks[repoName] = append(c.layerLinks[repoName], dg)
 		return nil
 	})
 	if err != nil && !isNotFound(err) {
-		return res, fmt.Errorf("sweep: %w", err)
+		return err
+	}
+	return nil
+}
+
+// readManifests reads what every manifest of a repository refers to.
+func (c *collector) readManifests(repo distribution.Repository, repoName string) (map[digest.Digest]refs, error) {
+	ms, err := repo.Manifests(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	menum, ok := ms.(distribution.ManifestEnumerator)
+	if !ok {
+		return nil, errors.New("manifest service cannot enumerate")
+	}
+	manifests := map[digest.Digest]refs{}
+	err = menum.Enumerate(c.ctx, func(dg digest.Digest) error {
+		// the stored bytes, read directly: the manifest service costs several times as
+		// many file operations, and a collection runs with writes stopped
+		payload, err := c.d.GetContent(c.ctx, blobData(dg))
+		if err != nil || digest.FromBytes(payload) != dg {
+			m, err := ms.Get(c.ctx, dg) // an alias, or content that is not what it is named
+			if err != nil {
+				return fmt.Errorf("%s@%s: %w", repoName, dg, err)
+			}
+			if _, payload, err = m.Payload(); err != nil {
+				return err
+			}
+		}
+		var r refs
+		_ = json.Unmarshal(payload, &r)
+		manifests[dg] = r
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	return manifests, nil
+}
+
+// dropManifests deletes manifests of a repository (untagged ones), with their tags'
+// index entries, aliases and referrer links.
+func (c *collector) dropManifests(repo distribution.Repository, repoName string, drop []digest.Digest, manifests map[digest.Digest]refs, aliases map[digest.Digest]digest.Digest) error {
+	if len(drop) == 0 {
+		return nil
+	}
+	sort.Slice(drop, func(i, j int) bool { return drop[i] < drop[j] })
+	allTags, err := repo.Tags(c.ctx).All(c.ctx)
+	if err != nil {
+		var unknown distribution.ErrRepositoryUnknown
+		if !errors.As(err, &unknown) && !isNotFound(err) {
+			return err
+		}
+	}
+	for _, dg := range drop {
+		c.logf("delete manifest %s@%s", repoName, dg)
+		c.res.DeletedManifests = append(c.res.DeletedManifests, repoName+"@"+dg.String())
+		if c.opts.DryRun {
+			continue
+		}
+		if err := c.vacuum.RemoveManifest(repoName, dg, allTags); err != nil {
+			return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
+		}
+		if err := removeAliases(c.ctx, c.d, repoName, revisionsDir, aliases, dg); err != nil {
+			return fmt.Errorf("delete manifest %s@%s: %w", repoName, dg, err)
+		}
+		if s := manifests[dg].Subject; s != nil && s.Digest.Validate() == nil {
+			if err := c.d.Delete(c.ctx, referrerFile(repoName, s.Digest, dg)); err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// purgeUploads deletes upload sessions started before PurgeUploads.
+func (c *collector) purgeUploads(now time.Time) error {
+	if c.opts.PurgeUploads <= 0 {
+		return nil
+	}
+	// distribution reports a registry without repositories as an error (not one that
+	// unwraps to PathNotFoundError): nothing to purge there
+	if _, err := c.d.Stat(c.ctx, path.Join(registryRoot, "repositories")); err != nil {
+		return nil
+	}
+	purged, errs := storage.PurgeUploads(c.ctx, c.d, now.Add(-c.opts.PurgeUploads), !c.opts.DryRun)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("purge uploads: %w", err)
+	}
+	for _, p := range purged {
+		c.logf("delete upload %s", p)
+	}
+	c.res.PurgedUploads = len(purged)
+	return nil
+}
+
+// sweepLeftovers removes what killed writers left on a directory (owner.go): with the
+// gate held exclusively, no writer is alive.
+func (c *collector) sweepLeftovers() error {
+	sd, ok := c.d.(*syncingDriver)
+	if !ok {
+		return nil
+	}
+	swept, err := sweepDead(sd.root, false, true, c.opts.DryRun)
+	if err != nil {
+		return fmt.Errorf("sweep leftovers of killed hubs: %w", err)
+	}
+	c.res.PurgedUploads += swept.Uploads
+	c.res.RemovedTemps = swept.Staged + swept.Temps
+	c.res.FreedBytes += swept.Bytes
+	if swept != (SweepResult{}) {
+		c.logf("removed leftovers of killed hubs: %d upload sessions, %d staged blobs, %d temporary files", swept.Uploads, swept.Staged, swept.Temps)
+	}
+	return nil
+}
+
+// sweepBlobs deletes the blobs nothing marked, but those written after now-KeepRecent,
+// and returns them.
+func (c *collector) sweepBlobs(now time.Time) (map[digest.Digest]bool, error) {
+	var sweep []digest.Digest
+	err := c.reg.Blobs().Enumerate(c.ctx, func(dg digest.Digest) error {
+		if !c.marked[dg] {
+			sweep = append(sweep, dg)
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	sort.Slice(sweep, func(i, j int) bool { return sweep[i] < sweep[j] })
 	deleted := map[digest.Digest]bool{}
 	for _, dg := range sweep {
-		fi, err := d.Stat(ctx, blobData(dg))
+		fi, err := c.d.Stat(c.ctx, blobData(dg))
 		if err != nil {
 			if isNotFound(err) {
 				continue
 			}
-			return res, err
+			return nil, err
 		}
-		if opts.KeepRecent > 0 && now.Sub(fi.ModTime()) < opts.KeepRecent {
-			res.KeptRecent++
+		if c.opts.KeepRecent > 0 && now.Sub(fi.ModTime()) < c.opts.KeepRecent {
+			c.res.KeptRecent++
 			continue
 		}
-		logf("delete blob %s (%d bytes)", dg, fi.Size())
-		res.DeletedBlobs = append(res.DeletedBlobs, dg)
-		res.FreedBytes += fi.Size()
+		c.logf("delete blob %s (%d bytes)", dg, fi.Size())
+		c.res.DeletedBlobs = append(c.res.DeletedBlobs, dg)
+		c.res.FreedBytes += fi.Size()
 		deleted[dg] = true
-		if opts.DryRun {
+		if c.opts.DryRun {
 			continue
 		}
-		if err := vacuum.RemoveBlob(dg.String()); err != nil {
-			return res, fmt.Errorf("delete blob %s: %w", dg, err)
+		if err := c.vacuum.RemoveBlob(dg.String()); err != nil {
+			return nil, fmt.Errorf("delete blob %s: %w", dg, err)
 		}
 	}
-	if opts.DryRun {
-		return res, nil
-	}
-	for repoName, links := range layerLinks {
+	return deleted, nil
+}
+
+// removeLayerLinks deletes the repositories' links to deleted blobs, aliases included.
+func (c *collector) removeLayerLinks(deleted map[digest.Digest]bool) error {
+	for repoName, links := range c.layerLinks {
 		for _, dg := range links {
 			if !deleted[dg] {
 				continue
 			}
-			if err := vacuum.RemoveLayer(repoName, dg); err != nil && !isNotFound(err) {
-				return res, fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
+			if err := c.vacuum.RemoveLayer(repoName, dg); err != nil && !isNotFound(err) {
+				return fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
 			}
-			if err := removeAliases(ctx, d, repoName, layersDir, repoAliases[repoName], dg); err != nil {
-				return res, fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
+			if err := removeAliases(c.ctx, c.d, repoName, layersDir, c.repoAliases[repoName], dg); err != nil {
+				return fmt.Errorf("delete layer link %s@%s: %w", repoName, dg, err)
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // removeAliases deletes the links under a repository's dir (layersDir or revisionsDir)
