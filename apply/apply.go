@@ -90,7 +90,39 @@ func Apply(ctx context.Context, o Options) (*clusterfile.Cluster, error) {
 	}
 	defer unlock()
 
+	if err := ship.CheckCompression(o.Compression); err != nil {
+		return nil, err
+	}
+
+	r := &run{o: o, name: name, out: &syncWriter{w: o.Out}}
+	r.pool = o.Pool
+	if r.pool == nil {
+		r.pool = NewPool(o.Root, o.Cluster)
+		defer r.pool.Close()
+	}
+	r.pool.Parallel = o.Parallel
+	// Connect to the hosts while the plan is computed; failures show in the first step.
+	warm := make(chan struct{})
+	go func() {
+		defer close(warm)
+		_ = r.pool.ForEach(ctx, o.Cluster.IPs(), func(context.Context, transport.Transport) error { return nil })
+	}()
+	defer func() { <-warm }()
+	// The plan comes before anything is recorded: an image that does not resolve (a
+	// typo) leaves the state as it was, so later runs do not retry it.
+	start := time.Now()
+	p, err := plan.Build(ctx, plan.Options{
+		Cluster: o.Cluster, Env: o.Env, Source: o.Source,
+		WorkDir: path.Join(ClusterDir(o.Root, name), "work"),
+	})
+	if err != nil {
+		return nil, err // plan's errors say "plan: ..."
+	}
+	r.plan = p
+	r.logf("plan: %d image(s), %d host(s), ready in %s", len(p.Images), len(p.Hosts), time.Since(start).Round(time.Millisecond))
+
 	st := &state{path: StatePath(o.Root, name), c: o.Cluster}
+	r.st = st
 	if prev, err := LoadState(o.Root, name); err == nil {
 		st.c.Status = prev.Status
 		if !prev.Metadata.CreationTimestamp.IsZero() {
@@ -105,13 +137,6 @@ func Apply(ctx context.Context, o Options) (*clusterfile.Cluster, error) {
 		return nil, err
 	}
 
-	r := &run{o: o, st: st, name: name, out: &syncWriter{w: o.Out}}
-	r.pool = o.Pool
-	if r.pool == nil {
-		r.pool = NewPool(o.Root, o.Cluster)
-		defer r.pool.Close()
-	}
-	r.pool.Parallel = o.Parallel
 	err = r.apply(ctx)
 	if err != nil {
 		_ = st.update(func(c *clusterfile.Cluster) {
@@ -150,23 +175,7 @@ type run struct {
 func (r *run) logf(format string, args ...any) { r.out.printf(format+"\n", args...) }
 
 func (r *run) apply(ctx context.Context) error {
-	start := time.Now()
-	// Connect to the hosts while the plan is computed; failures show in the first step.
-	warm := make(chan struct{})
-	go func() {
-		defer close(warm)
-		_ = r.pool.ForEach(ctx, r.o.Cluster.IPs(), func(context.Context, transport.Transport) error { return nil })
-	}()
-	defer func() { <-warm }()
-	p, err := plan.Build(ctx, plan.Options{
-		Cluster: r.o.Cluster, Env: r.o.Env, Source: r.o.Source,
-		WorkDir: path.Join(ClusterDir(r.o.Root, r.name), "work"),
-	})
-	if err != nil {
-		return &StepError{Step: "plan", Err: err}
-	}
-	r.plan = p
-	r.logf("plan: %d image(s), %d host(s), ready in %s", len(p.Images), len(p.Hosts), time.Since(start).Round(time.Millisecond))
+	p := r.plan
 	_ = r.st.update(func(c *clusterfile.Cluster) {
 		c.Status.Scripts = map[string]string{}
 		for _, l := range []string{imagespec.LabelClean, imagespec.LabelCleanRegistry} {

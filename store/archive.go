@@ -288,6 +288,9 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]string, error) {
 		}
 		f = spool
 	}
+	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
+		return nil, errors.New("load: the input is empty: give a docker-archive or oci-archive (sealos save writes one)")
+	}
 	written := &writtenSet{}
 	names, err := s.loadLeased(withWritten(ctx, written), f)
 	if err != nil {

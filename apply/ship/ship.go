@@ -51,6 +51,15 @@ const (
 	CompressNone = "none"
 )
 
+// CheckCompression refuses a compression Ship does not know.
+func CheckCompression(c string) error {
+	switch c {
+	case CompressAuto, CompressZstd, CompressGzip, CompressNone:
+		return nil
+	}
+	return fmt.Errorf("compression %q: use zstd, gzip or none (empty: zstd when the host has it, else gzip)", c)
+}
+
 // Options tune Ship.
 type Options struct {
 	// Force sends every file, as if the host had nothing.
@@ -97,6 +106,9 @@ type Target struct {
 func Ship(ctx context.Context, pool *transport.Pool, dest string, targets []Target, opts Options) ([]Result, error) {
 	if !path.IsAbs(dest) || path.Clean(dest) != dest || dest == "/" {
 		return nil, fmt.Errorf("ship: destination %q must be a clean absolute path", dest)
+	}
+	if err := CheckCompression(opts.Compression); err != nil {
+		return nil, fmt.Errorf("ship: %w", err)
 	}
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}

@@ -108,6 +108,9 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	if err := buildkit.CheckProgress(f.progress); err != nil {
 		return fmt.Errorf("--progress: %w", err)
 	}
+	if _, err := parsePlatforms(f.platforms); err != nil {
+		return err
+	}
 	tags := make([]string, 0, len(f.tags))
 	for _, t := range f.tags {
 		n, err := store.NormalizeRef(t)

@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"text/template"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/store"
 )
 
 func newInspectCmd() *cobra.Command {
 	var (
-		platform string
-		format   string
+		platformArg string
+		format      string
 	)
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE...",
@@ -36,12 +36,12 @@ image, with the JSON field names capitalized ({{.Type}}, {{.Labels}}, {{.Env}}).
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []store.Option
-			if platform != "" {
-				p, err := v1.ParsePlatform(platform)
+			if platformArg != "" {
+				p, err := platform.Parse(platformArg)
 				if err != nil {
-					return fmt.Errorf("--platform %q: %w", platform, err)
+					return fmt.Errorf("--%w", err)
 				}
-				opts = append(opts, store.WithPlatform(*p))
+				opts = append(opts, store.WithPlatform(p))
 			}
 			var tmpl *template.Template
 			if format != "" {
@@ -85,7 +85,7 @@ image, with the JSON field names capitalized ({{.Type}}, {{.Labels}}, {{.Env}}).
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] of the image to describe in a multi-platform index")
+	cmd.Flags().StringVar(&platformArg, "platform", "", "os/arch[/variant] of the image to describe in a multi-platform index")
 	cmd.Flags().StringVarP(&format, "format", "f", "", "print each image with this Go template")
 	return cmd
 }

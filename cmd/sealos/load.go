@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/cluster-image/sealos/store"
 )
@@ -35,10 +36,8 @@ An oci-archive keeps every digest; a docker-archive keeps image IDs.`,
 			}
 			var r io.Reader = cmd.InOrStdin()
 			if input == "" {
-				if f, ok := r.(*os.File); ok {
-					if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-						return fmt.Errorf("load: stdin is a terminal; give the archive with -i FILE or pipe it in")
-					}
+				if f, ok := r.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+					return fmt.Errorf("load: stdin is a terminal; give the archive with -i FILE or pipe it in")
 				}
 			}
 			if input != "" && input != "-" {

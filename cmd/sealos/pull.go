@@ -6,19 +6,19 @@ import (
 	"fmt"
 	"sync"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/store"
 )
 
 func newPullCmd() *cobra.Command {
 	var (
-		f        transferFlags
-		platform string
-		all      bool
-		policy   string
+		f           transferFlags
+		platformArg string
+		all         bool
+		policy      string
 	)
 	cmd := &cobra.Command{
 		Use:   "pull IMAGE...",
@@ -45,12 +45,12 @@ Blobs are verified against their digests. Credentials come from the docker confi
 			if err != nil {
 				return err
 			}
-			if platform != "" {
-				pl, err := v1.ParsePlatform(platform)
+			if platformArg != "" {
+				pl, err := platform.Parse(platformArg)
 				if err != nil {
-					return fmt.Errorf("--platform %q: %w", platform, err)
+					return fmt.Errorf("--%w", err)
 				}
-				opts = append(opts, client.WithPlatform(*pl))
+				opts = append(opts, client.WithPlatform(pl))
 			}
 			st, err := store.Open(global.root)
 			if err != nil {
@@ -72,7 +72,7 @@ Blobs are verified against their digests. Credentials come from the docker confi
 				}()
 			}
 			wg.Wait()
-			p.Close()
+			p.CloseWith(errors.Join(errs...))
 			var results []client.PullResult
 			for i := range args {
 				if errs[i] == nil {
@@ -95,7 +95,7 @@ Blobs are verified against their digests. Credentials come from the docker confi
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] to pull from a multi-platform index (default: this machine's)")
+	cmd.Flags().StringVar(&platformArg, "platform", "", "os/arch[/variant] to pull from a multi-platform index (default: this machine's)")
 	cmd.Flags().BoolVar(&all, "all", false, "pull every platform of a multi-platform index")
 	cmd.Flags().StringVar(&policy, "policy", string(client.PolicyAlways), "when to ask the registry: always, missing or never")
 	return cmd

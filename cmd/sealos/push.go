@@ -33,6 +33,9 @@ func (f *transferFlags) options() ([]client.Option, *client.Progress, error) {
 	if f.output != "text" && f.output != "json" {
 		return nil, nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
 	}
+	if err := atLeastOne("--jobs", f.jobs); err != nil {
+		return nil, nil, err
+	}
 	opts := []client.Option{client.WithTLSVerify(f.tlsVerify), client.WithJobs(f.jobs), client.WithUserAgent("sealos/" + version)}
 	var p *client.Progress
 	if !f.quiet {
@@ -83,7 +86,7 @@ docker config.json (see sealos login) and its credential helpers.`,
 			}
 			opts = append(opts, client.WithMountFromStore(st))
 			desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
-			p.Close()
+			p.CloseWith(err)
 			if err != nil {
 				return err
 			}

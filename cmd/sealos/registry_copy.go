@@ -28,7 +28,7 @@ digest costs one HEAD; blobs it has are not sent again.`,
 				return err
 			}
 			rep, err := client.Copy(cmd.Context(), args[0], args[1], so, opts...)
-			p.Close()
+			p.CloseWith(err)
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
 	"github.com/cluster-image/sealos/imagespec"
+	"github.com/cluster-image/sealos/internal/platform"
 )
 
 func init() { addRegistryCommand(newRegistrySaveCmd) }
@@ -68,8 +69,11 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("--output %q: want text or json", o.output)
 	}
-	platforms, err := saveParsePlatforms(o.platforms)
+	platforms, err := parsePlatforms(o.platforms)
 	if err != nil {
+		return err
+	}
+	if err := atLeastOne("--max-pull-procs", o.jobs); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -127,18 +131,19 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 	return err
 }
 
-func saveParsePlatforms(specs []string) ([]v1.Platform, error) {
+// parsePlatforms reads --platform values (os/arch[/variant], empty ones skipped).
+func parsePlatforms(specs []string) ([]v1.Platform, error) {
 	var out []v1.Platform
 	for _, s := range specs {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}
-		p, err := v1.ParsePlatform(s)
+		p, err := platform.Parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("--platform %q: %w", s, err)
+			return nil, fmt.Errorf("--%w", err)
 		}
-		out = append(out, *p)
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -169,7 +174,7 @@ func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []stri
 	for _, p := range platformSpecs {
 		specs = append(specs, strings.Split(p, ",")...)
 	}
-	platforms, err := saveParsePlatforms(specs)
+	platforms, err := parsePlatforms(specs)
 	if err != nil {
 		return nil, err
 	}

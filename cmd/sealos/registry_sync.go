@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/registry/server"
 )
@@ -48,11 +48,14 @@ func (f *syncFlags) options(stderr io.Writer) ([]client.Option, client.SyncOptio
 		opts = append(opts, client.WithProgress(p))
 	}
 	if f.platform != "" {
-		pl, err := v1.ParsePlatform(f.platform)
+		pl, err := platform.Parse(f.platform)
 		if err != nil {
-			return nil, client.SyncOptions{}, nil, fmt.Errorf("--platform %q: %w", f.platform, err)
+			return nil, client.SyncOptions{}, nil, fmt.Errorf("--%w", err)
 		}
-		opts = append(opts, client.WithPlatform(*pl))
+		opts = append(opts, client.WithPlatform(pl))
+	}
+	if err := atLeastOne("--image-jobs", f.imageJobs); err != nil {
+		return nil, client.SyncOptions{}, nil, err
 	}
 	so := client.SyncOptions{All: f.all, NoReferrers: f.noReferrers, ImageJobs: f.imageJobs}
 	if !f.quiet {
@@ -180,7 +183,7 @@ status 1; the others are copied anyway.`,
 			}
 			defer stop()
 			rep, err := client.Sync(cmd.Context(), src, args[1], so, opts...)
-			p.Close()
+			p.CloseWith(err)
 			if err != nil {
 				return err
 			}

@@ -46,6 +46,24 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.noPull, "no-pull", false, "fail instead of pulling images missing from the local store")
 }
 
+func (f *clusterFlags) check() error {
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("unknown --output %q: use text or json", f.output)
+	}
+	if err := ship.CheckCompression(f.compression); err != nil {
+		return fmt.Errorf("--compress: %w", err)
+	}
+	return atLeastOne("--parallel", f.parallel)
+}
+
+// atLeastOne refuses a count of workers under 1 (which would do nothing, or wait forever).
+func atLeastOne(flag string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%s %d: give at least 1", flag, n)
+	}
+	return nil
+}
+
 // sshFlags are the login flags of run and add.
 type sshFlags struct {
 	user, passwd, pk, pkPasswd string
@@ -98,6 +116,9 @@ func splitIPs(s []string) []string {
 // applyCluster applies c and prints the result.
 func applyCluster(cmd *cobra.Command, c *clusterfile.Cluster, f *clusterFlags) error {
 	ctx := cmd.Context()
+	if err := f.check(); err != nil {
+		return err
+	}
 	st, err := store.Open(global.root)
 	if err != nil {
 		return err

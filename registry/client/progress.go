@@ -66,17 +66,25 @@ func (p *Progress) loop() {
 	}
 }
 
-// Close draws the final state and stops the display. Blobs never opened are reported as
-// already present at the target.
-func (p *Progress) Close() {
+// Close draws the final state of an operation that succeeded and stops the display.
+// Blobs never opened are reported as already present at the target.
+func (p *Progress) Close() { p.CloseWith(nil) }
+
+// CloseWith draws the final state and stops the display. After a failure (err not nil)
+// the blobs that did not finish are reported as failed, not as present.
+func (p *Progress) CloseWith(err error) {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	for _, h := range p.order {
 		b := p.blobs[h]
-		if !b.started && !b.done {
-			b.done, b.note = true, "exists"
+		switch {
+		case b.done:
+		case err != nil:
+			b.done, b.note = true, blobFailed
+		case !b.started:
+			b.done, b.note = true, blobExisted
 		}
 	}
 	if !p.tty {
@@ -100,13 +108,17 @@ func (p *Progress) Close() {
 
 // summary is one line of totals: blobs and bytes moved, time, rate, blobs skipped.
 func (p *Progress) summary() string {
-	var moved, skipped int
+	var moved, skipped, failed int
 	var bytes int64
 	action := ""
 	for _, h := range p.order {
 		b := p.blobs[h]
 		if action == "" {
 			action = b.action
+		}
+		if b.note == blobFailed {
+			failed++
+			continue
 		}
 		if b.note != "" {
 			skipped++
@@ -117,7 +129,7 @@ func (p *Progress) summary() string {
 			bytes += b.n.Load()
 		}
 	}
-	if moved+skipped == 0 {
+	if moved+skipped+failed == 0 {
 		return ""
 	}
 	d := time.Since(p.start)
@@ -125,8 +137,12 @@ func (p *Progress) summary() string {
 	if verb == "" {
 		verb = "copied"
 	}
-	return fmt.Sprintf("%s %d blobs (%s) in %.2fs, %.1f MB/s; %d skipped (already there)",
+	line := fmt.Sprintf("%s %d blobs (%s) in %.2fs, %.1f MB/s; %d skipped (already there)",
 		verb, moved, humanBytes(bytes), d.Seconds(), float64(bytes)/d.Seconds()/1e6, skipped)
+	if failed > 0 {
+		line += fmt.Sprintf("; %d failed", failed)
+	}
+	return line
 }
 
 // expect registers a blob that an operation will move (or skip).

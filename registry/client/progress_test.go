@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -65,4 +66,31 @@ func TestProgressTerminalDisplay(t *testing.T) {
 	// A nil display is valid and silent.
 	var none *client.Progress
 	none.Close()
+}
+
+// A push that fails reports the blobs it did not move as failed, never as present at
+// the target.
+func TestProgressFailedPush(t *testing.T) {
+	host := startHub(t, server.Config{}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = w.Write([]byte(`{"errors":[{"code":"DENIED","message":"no uploads here"}]}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	img, err := random.Image(64<<10, 4)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	p := client.NewProgress(&out, false)
+	_, err = client.Push(context.Background(), img, host+"/denied/app:v1", client.WithProgress(p), client.WithJobs(1))
+	require.Error(t, err)
+	p.CloseWith(err)
+	s := out.String()
+	assert.NotContains(t, s, "exists", s)
+	assert.Contains(t, s, ": failed", s)
+	assert.Regexp(t, `; [1-9][0-9]* failed\n$`, s)
 }

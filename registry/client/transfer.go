@@ -202,6 +202,7 @@ const (
 	blobExisted = "exists"
 	blobMounted = "mounted"
 	blobPushed  = "pushed"
+	blobFailed  = "failed" // not moved: the operation failed first
 )
 
 // pushBlob makes sure the repository has blob h: it checks with HEAD, mounts it from
