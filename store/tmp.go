@@ -2,16 +2,15 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cluster-image/sealos/internal/procowner"
 )
 
 // Temporary files and their owners.
@@ -29,46 +28,14 @@ import (
 // plays no part, except for files without an owner in their name (left by older
 // versions), which go after tmpMaxAge as before.
 
-// ownerTag is "<pid>_<start>_<boot>" for this process, or "" where it cannot be known
-// (no /proc): temporary files are then named without an owner and swept by age.
-var ownerTag = sync.OnceValue(func() string {
-	start, ok := procStart(os.Getpid())
-	boot := bootID()
-	if !ok || len(boot) < 8 {
-		return ""
-	}
-	return fmt.Sprintf("%d_%d_%s", os.Getpid(), start, boot[:8])
-})
-
 // ownerRE finds the owner in a temporary file's name.
-var ownerRE = regexp.MustCompile(`-o([0-9]+)_([0-9]+)_([0-9a-f]{8})-`)
-
-// procStart returns the start time of process pid (clock ticks since boot), and false
-// when there is no such process.
-func procStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name (field 2) is in parentheses and may hold spaces: fields count
-	// from the last ')'. starttime is field 22, the 20th after it.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, false
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	return start, err == nil
-}
+var ownerRE = regexp.MustCompile(`-o(` + procowner.Pattern + `)-`)
 
 // createOwnedTemp creates a temporary file in dir named for this process, and locks it;
 // the lock goes with the file's descriptor when it is closed.
 func createOwnedTemp(dir, kind string) (*os.File, error) {
 	pattern := kind + "-*"
-	if tag := ownerTag(); tag != "" {
+	if tag := procowner.Tag(); tag != "" {
 		pattern = kind + "-o" + tag + "-*"
 	}
 	f, err := os.CreateTemp(dir, pattern)
@@ -80,28 +47,15 @@ func createOwnedTemp(dir, kind string) (*os.File, error) {
 }
 
 // ownerDead reports whether the temporary file named n belongs to a process that is gone.
-// A name without an owner reports ok == false.
+// A name without an owner reports ok == false; where this machine cannot tell, the file
+// is kept.
 func ownerDead(n string) (dead, ok bool) {
 	m := ownerRE.FindStringSubmatch(n)
 	if m == nil {
 		return false, false
 	}
-	if boot := bootID(); len(boot) >= 8 && m[3] != boot[:8] {
-		return true, true // an earlier boot
-	}
-	pid, err1 := strconv.Atoi(m[1])
-	start, err2 := strconv.ParseUint(m[2], 10, 64)
-	if err1 != nil || err2 != nil {
-		return false, false
-	}
-	got, alive := procStart(pid)
-	if !alive {
-		if _, err := os.Stat("/proc/self/stat"); err != nil {
-			return false, true // no /proc after all: cannot tell, keep it
-		}
-		return true, true
-	}
-	return got != start, true
+	dead, ok = procowner.Dead(m[1])
+	return dead && ok, true
 }
 
 // SweepReport says what a sweep of temporary files removed.

@@ -14,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/procowner"
 )
 
 // envStuckWriter makes the test binary a writer that stores part of a blob and then
@@ -143,7 +145,7 @@ func TestSweepByOwner(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, f.Close()) // not locked any more: ownership by name alone
-	tag := ownerTag()
+	tag := procowner.Tag()
 	require.NotEmpty(t, tag)
 	pid, _, _ := strings.Cut(tag, "_")
 	dead := filepath.Join(s.path(privateDir, tmpDir), "blob-o"+strings.Replace(tag, pid, "999999999", 1)+"-1")

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
+
+	"github.com/cluster-image/sealos/internal/procowner"
 )
 
 // Who owns what a hub leaves behind when it is killed.
@@ -39,70 +39,11 @@ import (
 // owner; the starting hub removes them when it is alone, and every collection removes them
 // (sweepTemps): it holds the write gate exclusively, so no write that could own one runs.
 
-// ownerTag is this process's owner name, "" where it cannot be known (no /proc).
-var ownerTag = sync.OnceValue(func() string {
-	start, ok := procStart(os.Getpid())
-	boot := bootID()
-	if !ok || len(boot) < 8 {
-		return ""
-	}
-	return fmt.Sprintf("%d_%d_%s", os.Getpid(), start, boot[:8])
-})
-
-var ownerRE = regexp.MustCompile(`^([0-9]+)_([0-9]+)_([0-9a-f]{8})$`)
-
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
-}
-
-// procStart is the start time of process pid (clock ticks since boot); false when there
-// is no such process.
-func procStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// the command (field 2) may hold spaces and parentheses: count from the last ')'
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, false
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	return start, err == nil
-}
-
-// ownerDead tells whether owner names a process that is gone; ok is false when owner
-// names nothing this can judge.
-func ownerDead(owner string) (dead, ok bool) {
-	m := ownerRE.FindStringSubmatch(owner)
-	if m == nil {
-		return false, false
-	}
-	if boot := bootID(); len(boot) >= 8 && m[3] != boot[:8] {
-		return true, true // an earlier boot
-	}
-	pid, err1 := strconv.Atoi(m[1])
-	start, err2 := strconv.ParseUint(m[2], 10, 64)
-	if err1 != nil || err2 != nil {
-		return false, false
-	}
-	got, alive := procStart(pid)
-	if !alive {
-		if _, err := os.Stat("/proc/self/stat"); err != nil {
-			return false, false // no /proc here: cannot tell
-		}
-		return true, true
-	}
-	return got != start, true
-}
+// ownerTag and ownerDead name a process and judge it (internal/procowner).
+var (
+	ownerTag  = procowner.Tag
+	ownerDead = procowner.Dead
+)
 
 // stagePrefix is how staged blobs of this process are named (see stage).
 func stagePrefix() string {

@@ -18,6 +18,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/procowner"
 )
 
 // openSession starts an upload session on h and sends one chunk; it returns the
@@ -41,9 +43,9 @@ func liveOwner(t *testing.T) string {
 	cmd := exec.Command("sleep", "600")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	start, ok := procStart(cmd.Process.Pid)
+	start, ok := procowner.ProcStart(cmd.Process.Pid)
 	require.True(t, ok)
-	return fmt.Sprintf("%d_%d_%s", cmd.Process.Pid, start, bootID()[:8])
+	return fmt.Sprintf("%d_%d_%s", cmd.Process.Pid, start, procowner.BootID()[:8])
 }
 
 func dirNames(t *testing.T, dir string) []string {
