@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/store"
 	"github.com/cluster-image/sealos/store/container"
 )
@@ -43,13 +42,9 @@ containers and their paths; 'sealos rm' (or 'sealos umount') removes one.`,
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown --output %q: use text or json", output)
 			}
-			var opts []store.Option
-			if platformArg != "" {
-				p, err := platform.Parse(platformArg)
-				if err != nil {
-					return fmt.Errorf("--%w", err)
-				}
-				opts = append(opts, store.WithPlatform(p))
+			opts, err := platformOption(platformArg)
+			if err != nil {
+				return err
 			}
 			st, err := store.Open(global.root)
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -35,13 +34,9 @@ image, with the JSON field names capitalized ({{.Type}}, {{.Labels}}, {{.Env}}).
   sealos inspect --platform linux/arm64 multi:v1`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []store.Option
-			if platformArg != "" {
-				p, err := platform.Parse(platformArg)
-				if err != nil {
-					return fmt.Errorf("--%w", err)
-				}
-				opts = append(opts, store.WithPlatform(p))
+			opts, err := platformOption(platformArg)
+			if err != nil {
+				return err
 			}
 			var tmpl *template.Template
 			if format != "" {

@@ -10,14 +10,12 @@ import (
 	"strings"
 	"syscall"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-image/sealos/builder/detect"
 	"github.com/cluster-image/sealos/builder/kubefile"
 	"github.com/cluster-image/sealos/builder/save"
 	"github.com/cluster-image/sealos/imagespec"
-	"github.com/cluster-image/sealos/internal/platform"
 )
 
 func init() { addRegistryCommand(newRegistrySaveCmd) }
@@ -129,23 +127,6 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 		}
 	}
 	return err
-}
-
-// parsePlatforms reads --platform values (os/arch[/variant], empty ones skipped).
-func parsePlatforms(specs []string) ([]v1.Platform, error) {
-	var out []v1.Platform
-	for _, s := range specs {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		p, err := platform.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("--%w", err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // buildImagesOnly is `sealos build --images-only`: list what the context needs and why.

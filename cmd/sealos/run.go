@@ -56,14 +56,6 @@ func (f *clusterFlags) check() error {
 	return atLeastOne("--parallel", f.parallel)
 }
 
-// atLeastOne refuses a count of workers under 1 (which would do nothing, or wait forever).
-func atLeastOne(flag string, n int) error {
-	if n < 1 {
-		return fmt.Errorf("%s %d: give at least 1", flag, n)
-	}
-	return nil
-}
-
 // sshFlags are the login flags of run and add.
 type sshFlags struct {
 	user, passwd, pk, pkPasswd string
