@@ -34,12 +34,3 @@ func Parse(s string) (v1.Platform, error) {
 	}
 	return v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}, nil
 }
-
-// Format is p as os/arch[/variant].
-func Format(p v1.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}

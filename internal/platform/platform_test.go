@@ -20,7 +20,7 @@ func TestParse(t *testing.T) {
 	} {
 		p, err := Parse(in)
 		require.NoError(t, err, in)
-		assert.Equal(t, want, Format(p), in)
+		assert.Equal(t, want, p.String(), in)
 	}
 	for in, msg := range map[string]string{
 		"linux/notanarch":  `unknown architecture "notanarch"`,

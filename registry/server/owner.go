@@ -39,15 +39,9 @@ import (
 // owner; the starting hub removes them when it is alone, and every collection removes them
 // (sweepTemps): it holds the write gate exclusively, so no write that could own one runs.
 
-// ownerTag and ownerDead name a process and judge it (internal/procowner).
-var (
-	ownerTag  = procowner.Tag
-	ownerDead = procowner.Dead
-)
-
 // stagePrefix is how staged blobs of this process are named (see stage).
 func stagePrefix() string {
-	if t := ownerTag(); t != "" {
+	if t := procowner.Tag(); t != "" {
 		return "blob-o" + t + "-"
 	}
 	return "blob-"
@@ -87,7 +81,7 @@ func registerHub(root string) (*hubLock, error) {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	name := ownerTag() + "-" + hex.EncodeToString(rnd[:])
+	name := procowner.Tag() + "-" + hex.EncodeToString(rnd[:])
 	tmp := filepath.Join(dir, ".new-"+name)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -132,7 +126,7 @@ func otherHubsAlive(root string, self *hubLock) bool {
 		if strings.HasPrefix(e.Name(), ".new-") {
 			// a hub between creating and naming its file (alive), or one killed there
 			owner, _, _ := strings.Cut(strings.TrimPrefix(e.Name(), ".new-"), "-")
-			if dead, ok := ownerDead(owner); ok && dead {
+			if dead, ok := procowner.Dead(owner); ok && dead {
 				os.Remove(p)
 			} else {
 				alive = true
@@ -172,7 +166,7 @@ func sweepDead(root string, alone, writesStopped, dryRun bool) (SweepResult, err
 		if owner == "" {
 			return alone
 		}
-		d, ok := ownerDead(owner)
+		d, ok := procowner.Dead(owner)
 		if !ok {
 			return alone
 		}
@@ -259,17 +253,17 @@ func dirSize(p string) int64 {
 // claimSession records this process as the owner of an upload session that exists (a
 // request on it is being served), unless it is already.
 func claimSession(root, repo, id string) {
-	if id == "" || strings.ContainsAny(id, "/.") || ownerTag() == "" {
+	if id == "" || strings.ContainsAny(id, "/.") || procowner.Tag() == "" {
 		return
 	}
 	dir := filepath.Join(root, filepath.FromSlash(repoPath(repo)), uploadsDir, id)
 	p := filepath.Join(dir, sessionOwnerFile)
-	if b, err := os.ReadFile(p); err == nil && string(b) == ownerTag() {
+	if b, err := os.ReadFile(p); err == nil && string(b) == procowner.Tag() {
 		return
 	}
 	if _, err := os.Stat(filepath.Join(dir, "startedat")); err != nil {
 		return // no such session: never create one
 	}
 	// not synced: after a crash the owner is dead whatever the file says
-	_ = os.WriteFile(p, []byte(ownerTag()), 0o644)
+	_ = os.WriteFile(p, []byte(procowner.Tag()), 0o644)
 }

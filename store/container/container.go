@@ -11,12 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
@@ -114,13 +115,9 @@ func unpack(ctx context.Context, img v1.Image, dir string) error {
 // number when needed, as buildah names them.
 func (cs Set) defaultName(ref string) string {
 	n := ref
-	if i := strings.LastIndexAny(n, "@"); i >= 0 {
-		n = n[:i]
+	if r, err := name.ParseReference(ref); err == nil {
+		n = path.Base(r.Context().RepositoryStr())
 	}
-	if i := strings.LastIndex(n, ":"); i > strings.LastIndex(n, "/") {
-		n = n[:i]
-	}
-	n = n[strings.LastIndex(n, "/")+1:]
 	if !nameRE.MatchString(n) {
 		n = "image"
 	}
