@@ -187,7 +187,7 @@ func (s *Store) matchID(idx *v1.IndexManifest, prefix string) (matchResult, erro
 	for _, d := range idx.Manifests {
 		ok := strings.HasPrefix(d.Digest.Hex, prefix)
 		if !ok {
-			if id, err := s.imageID(d); err == nil && strings.HasPrefix(id.Hex, prefix) {
+			if id, err := s.ImageID(d); err == nil && strings.HasPrefix(id.Hex, prefix) {
 				ok = true
 			}
 		}
@@ -208,9 +208,9 @@ func (s *Store) matchID(idx *v1.IndexManifest, prefix string) (matchResult, erro
 	return matchResult{desc: *found, entries: sameDigest(idx, found.Digest)}, nil
 }
 
-// imageID is the ID of the image an entry names: its config digest, or the digest of an
+// ImageID is the ID of the image an entry names: its config digest, or the digest of an
 // index.
-func (s *Store) imageID(d v1.Descriptor) (v1.Hash, error) {
+func (s *Store) ImageID(d v1.Descriptor) (v1.Hash, error) {
 	if isIndex(d.MediaType) {
 		return d.Digest, nil
 	}
