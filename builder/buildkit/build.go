@@ -19,12 +19,14 @@ import (
 
 	"github.com/cluster-image/sealos/store"
 	"github.com/containerd/containerd/v2/core/content"
+	dockertypes "github.com/docker/cli/cli/config/types"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -103,6 +105,12 @@ type BuildOptions struct {
 	// writer (default os.Stderr).
 	Progress    string
 	ProgressOut io.Writer
+	// Auth gives the login for a registry host the engine pulls FROM images from; nil
+	// pulls anonymously.
+	Auth func(host string) (dockertypes.AuthConfig, error)
+	// DockerFormat exports Docker v2 schema 2 media types instead of OCI ones (--format
+	// docker); its layers must be gzip or uncompressed.
+	DockerFormat bool
 }
 
 // DefaultCompression is what `sealos build` uses unless told otherwise. Cluster-image layers
@@ -218,6 +226,13 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		SharedKey:     hex.EncodeToString(sum[:8]),
 		FrontendAttrs: attrs,
 	}
+	if opt.Auth != nil {
+		solveOpt.Session = append(solveOpt.Session, authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (dockertypes.AuthConfig, error) {
+				return opt.Auth(host)
+			},
+		}))
+	}
 
 	mode := opt.Progress
 	if mode == "" {
@@ -311,10 +326,15 @@ func exportAttrs(opt BuildOptions) (map[string]string, error) {
 	if err := CheckCompression(comp); err != nil {
 		return nil, err
 	}
+	if opt.DockerFormat && comp == CompressionZstd {
+		return nil, errors.New("the docker image format has no zstd layers: use --compression gzip (or uncompressed), or --format oci")
+	}
 	attrs := map[string]string{
 		"compression":       comp,
-		"force-compression": "false",
-		"oci-mediatypes":    "true",
+		// Cached layers keep the compression they were first exported with unless forced:
+		// without it, --compression gzip after a zstd build gives zstd layers.
+		"force-compression": "true",
+		"oci-mediatypes":    strconv.FormatBool(!opt.DockerFormat),
 		"tar":               "false",
 	}
 	if len(opt.Tags) > 0 {

@@ -66,6 +66,14 @@ type Options struct {
 	SourceDateEpoch *time.Time
 	// Warn receives warnings (such as build args no ARG uses); nil logs them with slog.
 	Warn func(msg string)
+	// Env are KEY=VALUE items set in the image config's environment, over the Kubefile's
+	// ENV (buildah's --env).
+	Env []string
+	// Squash makes the image a single layer (buildah's --squash).
+	Squash bool
+	// LocalOnly refuses a FROM image that no named context provides (the local store),
+	// instead of pulling it: --pull never.
+	LocalOnly bool
 }
 
 // Build is BuildFunc(Options{}): the Kubefile and every option come from the frontend
@@ -134,7 +142,7 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 	if err != nil {
 		return nil, fmt.Errorf("frontend: build context: %w", err)
 	}
-	images := &gatewayImages{bc: bc, c: c}
+	images := &gatewayImages{bc: bc, c: c, localOnly: opts.LocalOnly}
 	var buildPlatform *ocispecs.Platform
 	if len(bc.BuildPlatforms) > 0 {
 		buildPlatform = &bc.BuildPlatforms[0]
@@ -163,6 +171,13 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 			warnOnce.Do(func() {
 				warn(fmt.Sprintf("%s: build args not used by any ARG: %s", f.Name, strings.Join(res.UnusedBuildArgs, ", ")))
 			})
+		}
+		if opts.Squash {
+			res.State = squash(res.State)
+			res.Image.History = squashedHistory(res.Image.History, epoch)
+		}
+		if len(opts.Env) > 0 {
+			res.Image.Config.Env = mergeEnv(res.Image.Config.Env, opts.Env)
 		}
 		def, err := res.State.Marshal(ctx, llb.Platform(res.Platform))
 		if err != nil {
@@ -277,8 +292,9 @@ func AliasNamedContexts(attrs map[string]string) {
 
 // gatewayImages resolves FROM images through named contexts, then the engine's resolver.
 type gatewayImages struct {
-	bc *dockerui.Client
-	c  gwclient.Client
+	bc        *dockerui.Client
+	c         gwclient.Client
+	localOnly bool
 }
 
 func (g *gatewayImages) Image(ctx context.Context, ref string, platform ocispecs.Platform) (*Image, error) {
@@ -303,6 +319,9 @@ func (g *gatewayImages) Image(ctx context.Context, ref string, platform ocispecs
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return nil, fmt.Errorf("invalid image reference: %w", err)
+	}
+	if g.localOnly {
+		return nil, errors.New("not in the local store, and --pull never forbids pulling it: pull or build it first")
 	}
 	named = reference.TagNameOnly(named)
 	_, dg, data, err := g.c.ResolveImageConfig(ctx, named.String(), sourceresolver.Opt{

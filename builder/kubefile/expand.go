@@ -2,6 +2,7 @@ package kubefile
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -247,4 +248,26 @@ func (f *File) StageByName(ref string, before int) *Stage {
 		}
 	}
 	return nil
+}
+
+// BaseImages returns the images the stages are built FROM, in file order and each once,
+// with the meta args resolved from buildArgs and predefined: scratch and the names of
+// earlier stages are left out.
+func (f *File) BaseImages(buildArgs, predefined map[string]string) ([]string, error) {
+	meta, err := f.ResolveMetaArgs(buildArgs, predefined)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, s := range f.Stages {
+		base, _, err := f.BaseOf(s, meta)
+		if err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(base, "scratch") || f.StageByName(base, i) != nil || slices.Contains(out, base) {
+			continue
+		}
+		out = append(out, base)
+	}
+	return out, nil
 }

@@ -16,10 +16,10 @@ import (
 )
 
 // Names are the file names FindKubefile looks for, in order.
-var Names = []string{"Kubefile", "Sealfile", "Dockerfile"}
+var Names = []string{"Kubefile", "Sealfile", "Dockerfile", "Containerfile"}
 
 // FindKubefile returns the path of the build file in contextDir: the first of Kubefile,
-// Sealfile and Dockerfile that exists.
+// Sealfile, Dockerfile and Containerfile that exists.
 func FindKubefile(contextDir string) (string, error) {
 	for _, n := range Names {
 		p := filepath.Join(contextDir, n)
@@ -31,7 +31,7 @@ func FindKubefile(contextDir string) (string, error) {
 			return "", fmt.Errorf("find Kubefile: %w", err)
 		}
 	}
-	return "", fmt.Errorf("no Kubefile, Sealfile or Dockerfile in %s: add one or name it with -f", contextDir)
+	return "", fmt.Errorf("no Kubefile, Sealfile, Dockerfile or Containerfile in %s: add one or name it with -f", contextDir)
 }
 
 // ParseFile reads and parses the Kubefile at path; messages name the path as given.

@@ -273,7 +273,7 @@ func TestTarget(t *testing.T) {
 func TestFindKubefile(t *testing.T) {
 	dir := t.TempDir()
 	_, err := FindKubefile(dir)
-	assert.EqualError(t, err, "no Kubefile, Sealfile or Dockerfile in "+dir+": add one or name it with -f")
+	assert.EqualError(t, err, "no Kubefile, Sealfile, Dockerfile or Containerfile in "+dir+": add one or name it with -f")
 	for _, n := range []string{"Dockerfile", "Sealfile", "Kubefile"} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("FROM scratch\n"), 0o644))
 		p, err := FindKubefile(dir)

@@ -12,6 +12,7 @@
 package save
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,10 @@ type Options struct {
 	Jobs int
 	// Keychain resolves registry credentials (authn.DefaultKeychain if nil).
 	Keychain authn.Keychain
+	// Retries is how often a failed request is tried again, the first time after
+	// RetryDelay and then 3 times longer each time; 0 keeps go-containerregistry's default.
+	Retries    int
+	RetryDelay time.Duration
 	// Transport is the base HTTP transport (remote.DefaultTransport if nil).
 	Transport http.RoundTripper
 	// Logger receives progress (slog.Default() if nil).
@@ -222,7 +227,11 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 		s.log = slog.Default()
 	}
 	var err error
-	s.puller, err = remote.NewPuller(remote.WithContext(ctx), remote.WithAuthFromKeychain(opts.Keychain), remote.WithTransport(opts.Transport), remote.WithJobs(opts.Jobs))
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(opts.Keychain), remote.WithTransport(opts.Transport), remote.WithJobs(opts.Jobs)}
+	if opts.Retries > 0 {
+		ropts = append(ropts, remote.WithRetryBackoff(remote.Backoff{Duration: cmp.Or(opts.RetryDelay, time.Second), Factor: 3, Jitter: 0.1, Steps: opts.Retries + 1}))
+	}
+	s.puller, err = remote.NewPuller(ropts...)
 	if err != nil {
 		return nil, err
 	}

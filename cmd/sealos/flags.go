@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cluster-image/sealos/internal/platform"
 	"github.com/cluster-image/sealos/store"
@@ -47,4 +49,40 @@ func parsePlatforms(specs []string) ([]v1.Platform, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// refusal is a flag of the same command in sealos (buildah, docker) that we cannot honour:
+// it is accepted by the parser, hidden from --help, and refused when given, with a hint,
+// so a script that passes it stops with a line saying what to do instead of failing on
+// "unknown flag" or having it silently ignored.
+type refusal struct {
+	name, shorthand string
+	// takesValue is false for a boolean flag.
+	takesValue bool
+	hint       string
+}
+
+// addRefusals registers rs on cmd; checkRefusals fails if one of them was given.
+func addRefusals(cmd *cobra.Command, rs []refusal) {
+	for _, r := range rs {
+		if r.takesValue {
+			cmd.Flags().StringArrayP(r.name, r.shorthand, nil, r.hint)
+		} else {
+			cmd.Flags().BoolP(r.name, r.shorthand, false, r.hint)
+		}
+		_ = cmd.Flags().MarkHidden(r.name)
+		cmd.Flags().Lookup(r.name).Annotations = map[string][]string{refusedAnnotation: {r.hint}}
+	}
+}
+
+const refusedAnnotation = "sealos.refused"
+
+func checkRefusals(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if hint := f.Annotations[refusedAnnotation]; err == nil && len(hint) > 0 {
+			err = fmt.Errorf("--%s is not supported by sealos %s: %s", f.Name, cmd.Name(), hint[0])
+		}
+	})
+	return err
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"os"
 	"os/signal"
 	"path"
@@ -143,7 +146,15 @@ func buildImagesOnly(cmd *cobra.Command, contextDir, output string) error {
 // annotations that record them (imagespec.AnnotationImages). When the Kubefile never copies
 // registry/ from the context, the images could not be embedded: nothing is pulled, and a
 // warning says what the image will lack.
-func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []string, kf *kubefile.File) (map[string]string, error) {
+// saveTuning is how build saves images: --max-pull-procs, the logins and --retry.
+type saveTuning struct {
+	jobs       int
+	keychain   authn.Keychain
+	retries    int
+	retryDelay time.Duration
+}
+
+func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []string, kf *kubefile.File, t saveTuning) (map[string]string, error) {
 	if !kubefileCopiesRegistry(kf) {
 		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{})
 		if err == nil && len(imgs) > 0 {
@@ -160,8 +171,12 @@ func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []stri
 		return nil, err
 	}
 	_, res, err := save.Context(cmd.Context(), contextDir, save.Options{
-		CacheDir:  filepath.Join(global.root, "cache"),
-		Platforms: platforms,
+		CacheDir:   filepath.Join(global.root, "cache"),
+		Platforms:  platforms,
+		Jobs:       t.jobs,
+		Keychain:   t.keychain,
+		Retries:    t.retries,
+		RetryDelay: t.retryDelay,
 	})
 	if err != nil {
 		return nil, err

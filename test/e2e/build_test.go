@@ -356,7 +356,7 @@ func TestBuildErrors(t *testing.T) {
 	}{
 		{"unknown instruction", []string{dir}, "Kubefile:2"},
 		{"no context", []string{filepath.Join(dir, "missing")}, "no such file"},
-		{"no kubefile", []string{t.TempDir()}, "no Kubefile, Sealfile or Dockerfile"},
+		{"no kubefile", []string{t.TempDir()}, "no Kubefile, Sealfile, Dockerfile or Containerfile"},
 		{"bad tag", []string{"-t", "UPPER:case", dir}, "-t"},
 		{"bad build arg", []string{"--build-arg", "=x", dir}, "--build-arg"},
 		{"bad compression", []string{"--compression", "lz4", "-f", filepath.Join(examplesDir(t), "app", "Kubefile"), filepath.Join(examplesDir(t), "app")}, "unknown compression"},
