@@ -19,8 +19,8 @@ import (
 
 	"github.com/cluster-image/sealos/store"
 	"github.com/containerd/containerd/v2/core/content"
-	dockertypes "github.com/docker/cli/cli/config/types"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	dockertypes "github.com/docker/cli/cli/config/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/client"
@@ -330,7 +330,7 @@ func exportAttrs(opt BuildOptions) (map[string]string, error) {
 		return nil, errors.New("the docker image format has no zstd layers: use --compression gzip (or uncompressed), or --format oci")
 	}
 	attrs := map[string]string{
-		"compression":       comp,
+		"compression": comp,
 		// Cached layers keep the compression they were first exported with unless forced:
 		// without it, --compression gzip after a zstd build gives zstd layers.
 		"force-compression": "true",
