@@ -119,6 +119,11 @@ func Apply(ctx context.Context, o Options) (*clusterfile.Cluster, error) {
 		return nil, err // plan's errors say "plan: ..."
 	}
 	r.plan = p
+	for _, img := range p.Images {
+		for _, w := range img.Warnings {
+			r.logf("WARNING: %s", w)
+		}
+	}
 	r.logf("plan: %d image(s), %d host(s), ready in %s", len(p.Images), len(p.Hosts), time.Since(start).Round(time.Millisecond))
 
 	st := &state{path: StatePath(o.Root, name), c: o.Cluster}

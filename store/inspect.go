@@ -40,11 +40,14 @@ type Inspection struct {
 	// Size is the bytes of the image's config and layers.
 	Size int64 `json:"size"`
 
-	// Type is the cluster-image type (imagespec.TypeOf), "" when the label is invalid.
+	// Type is how the apply engine treats the image (imagespec.TypeOf).
 	Type string `json:"type"`
-	// Valid is the result of imagespec.Validate; ValidationError says why not.
+	// Valid is the result of imagespec.Validate (false: sealos run refuses the image);
+	// ValidationError says why not.
 	Valid           bool   `json:"valid"`
 	ValidationError string `json:"validationError,omitempty"`
+	// Warnings are about labels accepted but probably not meant (imagespec.Check).
+	Warnings []string `json:"warnings,omitempty"`
 
 	Labels     map[string]string `json:"labels"`
 	Env        []string          `json:"env"`
@@ -155,13 +158,14 @@ func (s *Store) Inspect(ctx context.Context, ref string, opts ...Option) (*Inspe
 		ins.Entrypoint = c.Entrypoint
 	}
 	ins.WorkingDir, ins.User = c.WorkingDir, c.User
-	if t, err := imagespec.TypeOf(c.Labels); err == nil {
-		ins.Type = string(t)
-	}
+	ins.Type = string(imagespec.TypeOf(c.Labels))
 	if err := imagespec.Validate(c.Labels); err != nil {
 		ins.ValidationError = err.Error()
 	} else {
 		ins.Valid = true
+	}
+	for _, w := range imagespec.Check(c.Labels) {
+		ins.Warnings = append(ins.Warnings, w.Message)
 	}
 	return ins, nil
 }

@@ -81,12 +81,25 @@ func TestInspect(t *testing.T) {
 	assert.Contains(t, ins.ValidationError, imagespec.LabelVersion)
 	assert.Empty(t, ins.Images)
 
+	assert.Equal(t, []string{"a rootfs image needs the label sealos.io.version=v1beta1 (or v1beta2); 'sealos run' refuses such an image"}, ins.Warnings)
+
+	// A type sealos accepts but does not know runs as an application: valid, with a warning.
 	unknown := clusterImage(t, map[string]string{imagespec.LabelType: "weird"}, "")
 	require.NoError(t, s.WriteImage(ctx, "weird:v1", unknown))
 	ins, err = s.Inspect(ctx, "weird:v1")
 	require.NoError(t, err)
-	assert.Equal(t, "", ins.Type)
-	assert.False(t, ins.Valid)
+	assert.Equal(t, "application", ins.Type)
+	assert.True(t, ins.Valid)
+	assert.Equal(t, []string{`sealos.io.type "weird" is not one of rootfs, application, patch: the image is run as an application (on the first master only)`}, ins.Warnings)
+
+	// The older type label is understood.
+	older := clusterImage(t, map[string]string{imagespec.LabelTypeV2: "rootfs", imagespec.LabelVersionV2: "v1beta1"}, "")
+	require.NoError(t, s.WriteImage(ctx, "older:v1", older))
+	ins, err = s.Inspect(ctx, "older:v1")
+	require.NoError(t, err)
+	assert.Equal(t, "rootfs", ins.Type)
+	assert.True(t, ins.Valid)
+	assert.Empty(t, ins.Warnings)
 
 	list, err := s.List(ctx)
 	require.NoError(t, err)
@@ -96,7 +109,8 @@ func TestInspect(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{
 		"docker.io/library/kube:v1": "rootfs", "localhost:5000/kube:v1": "rootfs",
-		"docker.io/library/bad:v1": "rootfs", "docker.io/library/weird:v1": "",
+		"docker.io/library/bad:v1": "rootfs", "docker.io/library/weird:v1": "application",
+		"docker.io/library/older:v1": "rootfs",
 	}, types)
 
 	plain := clusterImage(t, nil, "")

@@ -41,8 +41,8 @@ type Entry struct {
 	Size int64 `json:"size"`
 	// Labels of the image config (for an index: of the host platform's image, if any).
 	Labels map[string]string `json:"labels,omitempty"`
-	// Type is the cluster-image type the labels declare (imagespec.TypeOf); "" when the
-	// config could not be read or the label is invalid.
+	// Type is how the apply engine treats the image (imagespec.TypeOf); "" when the config
+	// could not be read.
 	Type string `json:"type,omitempty"`
 	// Descriptor is the index.json entry.
 	Descriptor v1.Descriptor `json:"-"`
@@ -89,9 +89,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		e.Size = sum.size
 		e.Labels = sum.labels
 		if sum.configRead {
-			if t, err := imagespec.TypeOf(sum.labels); err == nil {
-				e.Type = string(t)
-			}
+			e.Type = string(imagespec.TypeOf(sum.labels))
 		}
 		out = append(out, e)
 	}

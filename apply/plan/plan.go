@@ -41,7 +41,9 @@ type Image struct {
 	Env        []string // the image's ENV (with the rootfs defaults for rootfs images)
 	Entrypoint []string
 	Cmd        []string
-	layers     []v1.Layer
+	// Warnings are about its labels (imagespec.Check): accepted, but probably not meant.
+	Warnings []string
+	layers   []v1.Layer
 }
 
 // Commands are the image's ENTRYPOINT items then its CMD items, each a shell command.
@@ -208,13 +210,17 @@ func loadImage(ctx context.Context, src Source, ref string) (Image, error) {
 	if err := imagespec.Validate(labels); err != nil {
 		return Image{}, fmt.Errorf("plan: image %s: %w", ref, err)
 	}
-	t, _ := imagespec.TypeOf(labels)
+	var warnings []string
+	for _, w := range imagespec.Check(labels) {
+		warnings = append(warnings, fmt.Sprintf("image %s: %s", ref, w.Message))
+	}
+	t := imagespec.TypeOf(labels)
 	layers, err := img.Layers()
 	if err != nil {
 		return Image{}, fmt.Errorf("plan: image %s: layers: %w", ref, err)
 	}
 	return Image{
-		Ref: ref, Digest: d.String(), Type: t, Labels: labels,
+		Ref: ref, Digest: d.String(), Type: t, Labels: labels, Warnings: warnings,
 		Env:        imagespec.EnvWithDefaults(t, cf.Config.Env),
 		Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd,
 		layers: layers,

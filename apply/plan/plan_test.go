@@ -98,7 +98,38 @@ func TestBuildErrors(t *testing.T) {
 	_, err = plan.Build(ctx, plan.Options{Cluster: c, Source: plan.StoreSource(st, nil), WorkDir: t.TempDir()})
 	assert.ErrorContains(t, err, "test/missing:v1")
 
+	// As sealos run, a rootfs image without a format version is refused, saying why.
 	c.Spec.Image = []string{"test/bad:v1"}
 	_, err = plan.Build(ctx, plan.Options{Cluster: c, Source: plan.StoreSource(st, nil), WorkDir: t.TempDir()})
 	assert.ErrorIs(t, err, imagespec.ErrInvalid)
+	assert.EqualError(t, err, "plan: image test/bad:v1: invalid cluster image: a rootfs image needs the label sealos.io.version=v1beta1 (or v1beta2)")
+}
+
+// The labels sealos accepts are accepted: the older apps.sealos.io/type and /version keys
+// say rootfs, and a type sealos does not know ("addons") runs as an application, with a
+// warning on the plan's image.
+func TestBuildLabels(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	require.NoError(t, err)
+	old := applytest.Image(applytest.Config{Labels: map[string]string{"apps.sealos.io/type": "rootfs", "apps.sealos.io/version": "v1beta2"}},
+		applytest.Layer(map[string]string{"bin/kubeadm": "v1"}))
+	addons := applytest.Image(applytest.Config{Labels: map[string]string{"sealos.io.type": "addons"}, Cmd: []string{"true"}},
+		applytest.Layer(map[string]string{"manifests/a.yaml": "x"}))
+	require.NoError(t, st.WriteImage(ctx, "test/old:v1", old))
+	require.NoError(t, st.WriteImage(ctx, "test/addons:v1", addons))
+	c := clusterfile.New("default")
+	c.Spec.Hosts = []clusterfile.Host{{IPS: []string{"10.0.0.1"}, Roles: []string{"master"}}}
+	c.Spec.Image = []string{"test/old:v1", "test/addons:v1"}
+	p, err := plan.Build(ctx, plan.Options{Cluster: c, Source: plan.StoreSource(st, nil), WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	require.Len(t, p.Images, 2)
+	assert.Equal(t, imagespec.Rootfs, p.Images[0].Type, "apps.sealos.io/type is read as the type")
+	assert.Empty(t, p.Images[0].Warnings)
+	assert.Contains(t, p.Rootfs["10.0.0.1"].Manifest().Map(), "bin/kubeadm", "the old-label rootfs goes to every host")
+	assert.Equal(t, "sealos.hub", p.Env["registryDomain"], "it gets the rootfs env defaults")
+	assert.Equal(t, imagespec.Application, p.Images[1].Type)
+	require.Len(t, p.Apps, 1)
+	assert.Equal(t, "test/addons:v1", p.Apps[0].Image.Ref)
+	assert.Equal(t, []string{`image test/addons:v1: sealos.io.type "addons" is not one of rootfs, application, patch: the image is run as an application (on the first master only)`}, p.Images[1].Warnings)
 }

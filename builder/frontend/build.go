@@ -167,11 +167,15 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 		if err != nil {
 			return nil, err
 		}
-		if len(res.UnusedBuildArgs) > 0 {
-			warnOnce.Do(func() {
+		// Every platform converts the same Kubefile: say each warning once.
+		warnOnce.Do(func() {
+			if len(res.UnusedBuildArgs) > 0 {
 				warn(fmt.Sprintf("%s: build args not used by any ARG: %s", f.Name, strings.Join(res.UnusedBuildArgs, ", ")))
-			})
-		}
+			}
+			for _, w := range res.Warnings {
+				warn(w)
+			}
+		})
 		if opts.Squash {
 			res.State = squash(res.State)
 			res.Image.History = squashedHistory(res.Image.History, epoch)

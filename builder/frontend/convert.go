@@ -101,6 +101,8 @@ type Result struct {
 	Platform ocispecs.Platform
 	// UnusedBuildArgs are build args no ARG declared, sorted, for a warning.
 	UnusedBuildArgs []string
+	// Warnings are about the labels (imagespec.Check), each naming the Kubefile line.
+	Warnings []string
 }
 
 // DefaultShell runs shell-form RUN, CMD and ENTRYPOINT until a SHELL instruction says otherwise.
@@ -133,19 +135,17 @@ func Convert(ctx context.Context, f *kubefile.File, opt ConvertOptions) (*Result
 	for k, v := range opt.Labels {
 		img.Config.Labels[k] = v
 	}
-	typ, err := Finish(&img, func(label string) string {
+	typ, warnings := Finish(&img, func(label string) string {
 		if l, ok := st.labelLoc[label]; ok {
 			return l.String() + ": LABEL"
 		}
 		return f.Name
 	})
-	if err != nil {
-		return nil, err
-	}
 	res := &Result{
 		State:       st.fs,
 		Image:       img,
 		Type:        typ,
+		Warnings:    warnings,
 		Platform:    st.platform,
 		Annotations: Annotations(img, st.baseName, st.baseDigest, opt.Annotations),
 	}
@@ -160,22 +160,18 @@ func Convert(ctx context.Context, f *kubefile.File, opt ConvertOptions) (*Result
 }
 
 // Finish applies the cluster-image contract to a finished image config: rootfs images get
-// the registry env defaults (imagespec.EnvWithDefaults), and the labels must pass
-// imagespec.Validate. where names the place of a label for messages.
-func Finish(img *dockerspec.DockerOCIImage, where func(label string) string) (imagespec.Type, error) {
+// the registry env defaults (imagespec.EnvWithDefaults). Labels are never refused (sealos
+// builds any); the warnings of imagespec.Check come back, each prefixed by where(label),
+// the place of the label for messages.
+func Finish(img *dockerspec.DockerOCIImage, where func(label string) string) (imagespec.Type, []string) {
 	labels := img.Config.Labels
-	if err := imagespec.Validate(labels); err != nil {
-		at := where(imagespec.LabelType)
-		if _, ok := labels[imagespec.LabelVersion]; ok {
-			if _, terr := imagespec.TypeOf(labels); terr == nil {
-				at = where(imagespec.LabelVersion)
-			}
-		}
-		return "", fmt.Errorf("%s: %w", at, err)
+	var warnings []string
+	for _, w := range imagespec.Check(labels) {
+		warnings = append(warnings, where(w.Label)+": "+w.Message)
 	}
-	typ, _ := imagespec.TypeOf(labels)
+	typ := imagespec.TypeOf(labels)
 	img.Config.Env = imagespec.EnvWithDefaults(typ, img.Config.Env)
-	return typ, nil
+	return typ, warnings
 }
 
 // Annotations returns the manifest annotations of an image: the OCI ones (created, and

@@ -189,17 +189,37 @@ CMD ["bash init.sh"]
 		"registryUsername=admin",
 	}, res.Image.Config.Env, "the Kubefile's value wins over the default")
 
-	_, err = convert(t, "FROM scratch\nCOPY a b\nLABEL sealos.io.type=rootfs\n", ConvertOptions{})
-	require.Error(t, err)
-	assert.Equal(t, "Kubefile:3: LABEL: invalid cluster image: a rootfs image needs the label sealos.io.version=v1beta1", err.Error())
-	assert.ErrorIs(t, err, imagespec.ErrInvalid)
+	assert.Empty(t, res.Warnings)
+}
 
-	_, err = convert(t, "FROM scratch\nLABEL sealos.io.type=rootfz\n", ConvertOptions{})
-	assert.EqualError(t, err, `Kubefile:2: LABEL: invalid cluster image: unknown sealos.io.type "rootfz": want one of rootfs, application, patch`)
-	_, err = convert(t, "FROM scratch\nLABEL sealos.io.type=patch\nLABEL sealos.io.version=v9\n", ConvertOptions{})
-	assert.EqualError(t, err, `Kubefile:3: LABEL: invalid cluster image: unsupported sealos.io.version "v9": want v1beta1`)
-	_, err = convert(t, "FROM scratch\n", ConvertOptions{Labels: map[string]string{"sealos.io.type": "x"}})
-	assert.EqualError(t, err, `Kubefile: invalid cluster image: unknown sealos.io.type "x": want one of rootfs, application, patch`)
+// Labels are never refused at build time (sealos builds whatever they say); what sealos
+// would run differently, or refuse to run, is a warning naming the LABEL line.
+func TestConvertLabelWarnings(t *testing.T) {
+	cases := []struct {
+		name, kubefile string
+		typ            imagespec.Type
+		warnings       []string
+	}{
+		{"rootfs without version", "FROM scratch\nCOPY a b\nLABEL sealos.io.type=rootfs\n", imagespec.Rootfs,
+			[]string{"Kubefile:3: LABEL: a rootfs image needs the label sealos.io.version=v1beta1 (or v1beta2); 'sealos run' refuses such an image"}},
+		{"addons type", "FROM scratch\nLABEL sealos.io.type=addons\n", imagespec.Application,
+			[]string{`Kubefile:2: LABEL: sealos.io.type "addons" is not one of rootfs, application, patch: the image is run as an application (on the first master only)`}},
+		{"empty type", "FROM scratch\nLABEL sealos.io.type=\"\"\n", imagespec.Application, nil},
+		{"older type label", "FROM scratch\nLABEL apps.sealos.io/type=rootfs apps.sealos.io/version=v1beta1\nENV registryPort=5001\n", imagespec.Rootfs, nil},
+		{"unknown version on a patch", "FROM scratch\nLABEL sealos.io.type=patch\nLABEL sealos.io.version=v9\n", imagespec.Patch,
+			[]string{`Kubefile:3: LABEL: sealos.io.version "v9" is not one of v1beta1, v1beta2 (it is read only on rootfs images)`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := convert(t, c.kubefile, ConvertOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, c.typ, res.Type)
+			assert.Equal(t, c.warnings, res.Warnings)
+			if c.typ == imagespec.Rootfs {
+				assert.Contains(t, res.Image.Config.Env, "registryDomain=sealos.hub", "a rootfs image gets the registry defaults, whichever label says so")
+			}
+		})
+	}
 }
 
 func TestConvertRunMultiStageAndArgs(t *testing.T) {
