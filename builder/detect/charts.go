@@ -134,11 +134,7 @@ func detectChart(ctx context.Context, dir string, c chartEntry, opts Options, re
 		return nil
 	}
 	caps := common.DefaultCapabilities.Copy()
-	relName := ch.Name()
-	if relName == "" {
-		relName = c.base
-	}
-	options := common.ReleaseOptions{Name: relName, Namespace: opts.Namespace, Revision: 1, IsInstall: true}
+	options := common.ReleaseOptions{Name: opts.ReleaseName, Namespace: opts.Namespace, Revision: 1, IsInstall: true}
 	rv, err := util.ToRenderValuesWithSchemaValidation(ch, vals, options, caps, false)
 	if err != nil {
 		return fmt.Errorf("chart %s: values: %w", rel, err)
@@ -152,17 +148,14 @@ func detectChart(ctx context.Context, dir string, c chartEntry, opts Options, re
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	var errs []error
 	for _, tpl := range names {
 		b := path.Base(tpl)
 		if b == "NOTES.txt" || strings.HasPrefix(b, "_") || strings.TrimSpace(out[tpl]) == "" {
 			continue
 		}
-		if err := ScanYAML([]byte(out[tpl]), rel, "template "+tpl+": ", res); err != nil {
-			errs = append(errs, fmt.Errorf("chart %s: %w", rel, err))
-		}
+		scanOrLines([]byte(out[tpl]), rel, "template "+tpl+": ", res)
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // checkDependencies fails when a dependency declared in Chart.yaml is not packaged in the

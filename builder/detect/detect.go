@@ -1,7 +1,10 @@
 // Package detect finds the container images a cluster image needs: the images named by the
 // Helm charts under charts/ (rendered client-side with the Helm SDK, subcharts and values
-// included), by the Kubernetes manifests under manifests/, and by the image lists under
-// images/shim/. Each image remembers every file that named it and why.
+// included), by the Kubernetes manifests and *.tmpl files under manifests/, by the image
+// lists under images/shim/, and the image archives listed in images/skopeo/tar.txt. Each
+// image remembers every file that named it and why. What sealos tolerates (a manifest a
+// YAML parser refuses, a template fragment where an image belongs) is a Warning, and the
+// file is read line by line as sealos reads it.
 package detect
 
 import (
@@ -24,8 +27,14 @@ const (
 	ChartsDir    = "charts"
 	ManifestsDir = "manifests"
 	ShimDir      = "images/shim"
+	SkopeoDir    = "images/skopeo"
+	ArchiveList  = SkopeoDir + "/tar.txt"
 	IgnoreFile   = ".sealignore"
 )
+
+// Scanned says, for messages, what detection reads.
+const Scanned = ChartsDir + "/ (Helm charts, rendered), " + ManifestsDir + "/ (*.yaml, *.yml, *.json, *.tmpl), " +
+	ShimDir + "/ (image lists, one per line) and " + ArchiveList + " (image archives: docker-archive:PATH@NAME or oci-archive:PATH@NAME)"
 
 // Source says where an image was found: the context-relative file that named it and why
 // (the chart template, object and container, or the list line).
@@ -42,6 +51,8 @@ type Image struct {
 	Name string `json:"name"`
 	// Sources lists every place that named the image, in detection order.
 	Sources []Source `json:"sources"`
+	// Archive, when set, is where the image comes from instead of its registry.
+	Archive *Archive `json:"archive,omitempty"`
 }
 
 // Files is the context-relative files that named the image, without duplicates.
@@ -75,11 +86,19 @@ func (e *RefError) Unwrap() error { return e.Err }
 
 // Result collects found images in order, merging sources of the same image.
 type Result struct {
-	images []Image
-	index  map[string]int
-	errs   []error
-	ignore []string
+	images   []Image
+	index    map[string]int
+	errs     []error
+	warnings []Warning
+	ignore   []string
 }
+
+func (r *Result) warn(file string, line int, msg string) {
+	r.warnings = append(r.warnings, Warning{File: file, Line: line, Message: msg})
+}
+
+// Warnings returns what was skipped or read line by line, in detection order.
+func (r *Result) Warnings() []Warning { return r.warnings }
 
 // Add records that src names ref. A reference that does not parse is recorded as an error.
 func (r *Result) Add(ref string, src Source) {
@@ -87,6 +106,16 @@ func (r *Result) Add(ref string, src Source) {
 	if ref == "" {
 		return
 	}
+	if strings.Contains(ref, "{{") {
+		// sealos skips what does not parse as a reference; an unrendered template is the
+		// common case, and not worth failing a build over.
+		r.warn(src.File, 0, fmt.Sprintf("%s: image %q is an unrendered template: skipped", src.Reason, ref))
+		return
+	}
+	r.add(ref, src, nil)
+}
+
+func (r *Result) add(ref string, src Source, archive *Archive) {
 	parsed, err := name.ParseReference(ref)
 	if err != nil {
 		r.errs = append(r.errs, &RefError{Ref: ref, Source: src, Err: err})
@@ -100,6 +129,10 @@ func (r *Result) Add(ref string, src Source) {
 		r.index = map[string]int{}
 	}
 	if i, ok := r.index[full]; ok {
+		if r.images[i].Archive == nil {
+			// An archive in the context wins over the registry: it is what the author has.
+			r.images[i].Archive = archive
+		}
 		for _, s := range r.images[i].Sources {
 			if s == src {
 				return
@@ -109,7 +142,7 @@ func (r *Result) Add(ref string, src Source) {
 		return
 	}
 	r.index[full] = len(r.images)
-	r.images = append(r.images, Image{Ref: ref, Name: full, Sources: []Source{src}})
+	r.images = append(r.images, Image{Ref: ref, Name: full, Sources: []Source{src}, Archive: archive})
 }
 
 // fullName is the fully qualified form of ref, keeping a tag written next to a digest
@@ -212,18 +245,26 @@ func (r *Result) Err() error { return errors.Join(r.errs...) }
 
 // Options tune detection.
 type Options struct {
-	// Namespace the charts are rendered in (default "default").
-	Namespace string
+	// ReleaseName and Namespace are the release charts are rendered as. The defaults are
+	// sealos's: release "dryrun" in no namespace, so a chart's guards (on "default", say)
+	// trip, or not, as they do there.
+	ReleaseName string
+	Namespace   string
 	// KubeVersion renders charts for this Kubernetes version (default: Helm's default).
 	KubeVersion string
+	// Env renders the *.tmpl files under manifests/ (the image's ENV, as apply renders
+	// them) before they are scanned. Without it they are read line by line.
+	Env map[string]string
+	// Warn receives each Warning (nil: they are dropped).
+	Warn func(Warning)
 }
 
 // Detect finds every image the build context dir needs. Images excluded by .sealignore are
 // left out. Any unparsable reference or unrenderable chart or manifest is an error that
 // names the file; all such errors are reported together.
 func Detect(ctx context.Context, dir string, opts Options) ([]Image, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = "default"
+	if opts.ReleaseName == "" {
+		opts.ReleaseName = "dryrun"
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -243,13 +284,21 @@ func Detect(ctx context.Context, dir string, opts Options) ([]Image, error) {
 	if err := detectCharts(ctx, dir, opts, &res); err != nil {
 		errs = append(errs, err)
 	}
-	if err := detectManifests(ctx, dir, &res); err != nil {
+	if err := detectManifests(ctx, dir, opts, &res); err != nil {
 		errs = append(errs, err)
 	}
 	if err := detectShim(dir, &res); err != nil {
 		errs = append(errs, err)
 	}
+	if err := detectArchives(dir, &res); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, res.errs...)
+	if opts.Warn != nil {
+		for _, w := range res.warnings {
+			opts.Warn(w)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -254,7 +254,7 @@ func TestDetect(t *testing.T) {
 	for _, i := range imgs {
 		switch i.Ref {
 		case "busybox:1.36":
-			assert.Equal(t, "template app/templates/deploy.yaml: Deployment/app-web init container init", i.Sources[0].Reason)
+			assert.Equal(t, "template app/templates/deploy.yaml: Deployment/dryrun-web init container init", i.Sources[0].Reason)
 		case "postgres:16@" + dgst:
 			assert.Equal(t, "template app/charts/db/templates/sts.yaml: StatefulSet/db container db", i.Sources[0].Reason)
 			assert.Equal(t, "docker.io/library/postgres:16@"+dgst, i.Name)
@@ -313,10 +313,14 @@ func TestDetectErrors(t *testing.T) {
 			[]string{`"Bad Image!!"`, "images/shim/l", "line 2"}},
 		{"bad digest in manifest", map[string]string{"manifests/m.yaml": "kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: 'x@sha256:abc'}]\n"},
 			[]string{`"x@sha256:abc"`, "manifests/m.yaml", "Pod/p container c"}},
-		{"bad yaml", map[string]string{"manifests/m.yaml": "kind: Pod\n  - : ]\n"},
-			[]string{"manifests/m.yaml", "document 1"}},
 		{"bad template", map[string]string{"charts/c/Chart.yaml": "apiVersion: v2\nname: c\nversion: 1.0.0\n", "charts/c/templates/x.yaml": "{{ .Values.nope.deeper }}"},
 			[]string{"render chart charts/c"}},
+		{"archive list line", map[string]string{"images/skopeo/tar.txt": "# saved with skopeo\ndocker-archive:x.tar\n"},
+			[]string{"images/skopeo/tar.txt:2:", "want docker-archive:PATH@NAME or oci-archive:PATH@NAME"}},
+		{"archive transport", map[string]string{"images/skopeo/tar.txt": "dir:x@a/b:v1\n", "images/skopeo/x": ""},
+			[]string{"images/skopeo/tar.txt:1:", `transport "dir"`}},
+		{"missing archive", map[string]string{"images/skopeo/tar.txt": "oci-archive:gone.tar@a/b:v1\n"},
+			[]string{"images/skopeo/tar.txt:1:", "archive gone.tar", "no such file"}},
 		{"missing dependency", map[string]string{"charts/c/Chart.yaml": "apiVersion: v2\nname: c\nversion: 1.0.0\ndependencies:\n- name: gone\n  version: 1.0.0\n"},
 			[]string{"charts/c"}},
 	}

@@ -9,10 +9,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"text/template"
 
+	"github.com/Masterminds/sprig/v3"
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/cluster-image/sealos/imagespec"
 )
 
 // podSpecPaths says where each workload kind keeps its pod spec.
@@ -28,8 +34,10 @@ var podSpecPaths = map[string][]string{
 
 var containerFields = []string{"initContainers", "containers", "ephemeralContainers"}
 
-// detectManifests parses every YAML or JSON file under manifests/.
-func detectManifests(ctx context.Context, dir string, res *Result) error {
+// detectManifests scans every YAML or JSON file and every *.tmpl file under manifests/,
+// as sealos does. A template is rendered with opts.Env when there is one; a file a YAML
+// parser refuses is read line by line, with a warning.
+func detectManifests(ctx context.Context, dir string, opts Options, res *Result) error {
 	root := filepath.Join(dir, ManifestsDir)
 	var files []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -38,7 +46,7 @@ func detectManifests(ctx context.Context, dir string, res *Result) error {
 		}
 		if d.Type().IsRegular() {
 			switch strings.ToLower(filepath.Ext(p)) {
-			case ".yaml", ".yml", ".json":
+			case ".yaml", ".yml", ".json", imagespec.TemplateSuffix:
 				files = append(files, p)
 			}
 		}
@@ -62,32 +70,120 @@ func detectManifests(ctx context.Context, dir string, res *Result) error {
 			continue
 		}
 		rel := relPath(dir, f)
-		if err := ScanYAML(data, rel, "", res); err != nil {
-			errs = append(errs, err)
+		if !strings.HasSuffix(strings.ToLower(f), imagespec.TemplateSuffix) {
+			scanOrLines(data, rel, "", res)
+			continue
+		}
+		if opts.Env == nil {
+			ScanLines(data, rel, "", res)
+			continue
+		}
+		out, err := renderTemplate(rel, data, opts.Env)
+		if err != nil {
+			res.warn(rel, 0, fmt.Sprintf("cannot render with the image env (%v): read line by line", err))
+			ScanLines(data, rel, "", res)
+			continue
+		}
+		inner := strings.ToLower(filepath.Ext(strings.TrimSuffix(f, filepath.Ext(f))))
+		if inner == ".yaml" || inner == ".yml" || inner == ".json" {
+			scanOrLines(out, rel, "rendered: ", res)
+		} else {
+			ScanLines(out, rel, "rendered: ", res)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// ScanYAML adds the images named by the (multi-document) YAML data to res. file names the
-// source; prefix starts every reason (e.g. the chart template that produced data).
-func ScanYAML(data []byte, file, prefix string, res *Result) error {
+// renderTemplate renders a *.tmpl file as the apply engine does: Go templates with the
+// sprig functions, missing keys empty.
+func renderTemplate(name string, src []byte, env map[string]string) ([]byte, error) {
+	t, err := template.New(name).Funcs(sprig.TxtFuncMap()).Option("missingkey=zero").Parse(string(src))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, env); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// scanOrLines scans data as YAML, or, when a YAML parser refuses it, line by line with a
+// warning that names the line the parser stopped at.
+func scanOrLines(data []byte, file, prefix string, res *Result) {
+	docs, err := decodeYAML(data)
+	if err != nil {
+		res.warn(file, err.line, fmt.Sprintf("%snot valid YAML (%s): image: fields read line by line", prefix, err.msg))
+		ScanLines(data, file, prefix, res)
+		return
+	}
+	for _, d := range docs {
+		scanObject(d, file, prefix, res)
+	}
+}
+
+// yamlError is why YAML was refused and where (line 0: unknown).
+type yamlError struct {
+	line int
+	msg  string
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
+
+func newYAMLError(err error, fallback int) *yamlError {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	e := &yamlError{line: fallback, msg: strings.TrimPrefix(msg, "yaml: ")}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		e.line, _ = strconv.Atoi(m[1])
+		e.msg = msg[len(m[0]):]
+	}
+	return e
+}
+
+// decodeYAML decodes every document of data, all or nothing.
+func decodeYAML(data []byte) ([]any, *yamlError) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for n := 1; ; n++ {
-		var doc any
-		err := dec.Decode(&doc)
+	var docs []any
+	for {
+		var node yaml.Node
+		err := dec.Decode(&node)
 		if errors.Is(err, io.EOF) {
-			return nil
+			return docs, nil
 		}
 		if err != nil {
-			where := file
-			if prefix != "" {
-				where += " (" + strings.TrimSuffix(prefix, ": ") + ")"
-			}
-			return fmt.Errorf("parse %s, document %d: %w", where, n, err)
+			return nil, newYAMLError(err, 0)
 		}
-		scanObject(doc, file, prefix, res)
+		var doc any
+		if err := node.Decode(&doc); err != nil {
+			if l := complexKeyLine(&node); l > 0 && strings.Contains(err.Error(), "invalid map key") {
+				return nil, &yamlError{line: l, msg: "a key that is a mapping, as an unquoted {{ ... }} template reads"}
+			}
+			return nil, newYAMLError(err, 0)
+		}
+		docs = append(docs, doc)
 	}
+}
+
+// complexKeyLine is the line of the first mapping key that is itself a mapping or a
+// sequence (what an unquoted {{ ... }} becomes), the one error yaml reports without one.
+func complexKeyLine(n *yaml.Node) int {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.MappingNode || k.Kind == yaml.SequenceNode {
+				return k.Line
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if l := complexKeyLine(c); l > 0 {
+			return l
+		}
+	}
+	return 0
 }
 
 // scanObject finds images in one decoded Kubernetes object (or a List of them).
