@@ -63,6 +63,8 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger receives progress (slog.Default() if nil).
 	Logger *slog.Logger
+	// Detect tunes the detection Context runs (its Warn receives detection warnings).
+	Detect detect.Options
 }
 
 // Saved describes one image written to the registry directory.
@@ -199,7 +201,8 @@ type rtEntry struct {
 	err  error
 }
 
-// Save pulls images into opts.RegistryDir. All images are attempted; the error joins one
+// Save pulls images into opts.RegistryDir (those with an Archive are read from it
+// instead). All images are attempted; the error joins one
 // ImageError per image that failed (images that succeeded stay saved and are reported).
 func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, error) {
 	if opts.RegistryDir == "" {
@@ -239,6 +242,8 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	var archived []*target
+	targets, archived = splitArchived(targets)
 	start := time.Now()
 
 	// 1. Resolve every image's manifests, in parallel.
@@ -319,6 +324,14 @@ func Save(ctx context.Context, images []detect.Image, opts Options) (*Result, er
 			Manifests: len(p.manifests), Blobs: len(p.blobs), Size: size, Sources: p.t.img.Sources,
 		})
 	}
+	for _, t := range archived {
+		saved, err := s.saveArchive(ctx, t)
+		if err != nil {
+			errs = append(errs, &ImageError{Image: t.img, Err: err})
+			continue
+		}
+		res.Images = append(res.Images, saved)
+	}
 	res.Fetched, res.Reused = s.fetched.Load(), s.reused.Load()
 	s.log.Debug("saved images", "images", len(res.Images), "fetched", res.Fetched, "reused", res.Reused, "elapsed", time.Since(start).Round(time.Millisecond))
 	if err := ctx.Err(); err != nil {
@@ -357,6 +370,19 @@ func planTargets(images []detect.Image) ([]*target, error) {
 		out = append(out, t)
 	}
 	return out, errors.Join(errs...)
+}
+
+// splitArchived separates the images read from an archive of the context from those
+// pulled from their registry.
+func splitArchived(all []*target) (remote, archived []*target) {
+	for _, t := range all {
+		if t.img.Archive != nil {
+			archived = append(archived, t)
+		} else {
+			remote = append(remote, t)
+		}
+	}
+	return remote, archived
 }
 
 // checkTagConflicts fails when one repository tag would point at two different manifests
@@ -635,7 +661,7 @@ func (s *saver) commit(p *plan) error {
 // Context detects the images the build context dir needs (detect.Detect) and saves them
 // into opts.RegistryDir, by default dir/registry. It returns the detected images too.
 func Context(ctx context.Context, dir string, opts Options) ([]detect.Image, *Result, error) {
-	imgs, err := detect.Detect(ctx, dir, detect.Options{})
+	imgs, err := detect.Detect(ctx, dir, opts.Detect)
 	if err != nil {
 		return nil, nil, err
 	}
