@@ -23,9 +23,12 @@ func newRegistryImagesCmd() *cobra.Command {
 		Long: `images finds every container image the build context CONTEXT needs, as 'sealos build'
 and 'sealos registry save' do: charts under charts/ rendered with the Helm SDK (values.yaml,
 an optional charts/<name>.values.yaml beside the chart, subcharts whose conditions hold, and
-the helm.sh/images annotation), the containers of Kubernetes workloads and any 'image' field
-of other objects under manifests/, and the lists under images/shim/ (one image per line, #
-comments). References keep their tags and digests.
+the helm.sh/images annotation; release "dryrun" in no namespace, as sealos renders them), the
+containers of Kubernetes workloads and any 'image' field of other objects under manifests/
+(*.yaml, *.yml, *.json and *.tmpl; a file a YAML parser refuses is read line by line, with a
+warning), the lists under images/shim/ (one image per line, # comments), and the image
+archives images/skopeo/tar.txt lists (docker-archive:PATH@NAME or oci-archive:PATH@NAME, PATH
+relative to images/skopeo, saved as NAME). References keep their tags and digests.
 
 CONTEXT/.sealignore leaves images out: one pattern per line (# comments), '*' matching any
 characters and '?' one; a pattern without tag or digest matches every tag and digest of the
@@ -45,7 +48,7 @@ line (name), or a JSON array of {image, name, sources: [{file, reason}]} (json).
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			imgs, err := detect.Detect(ctx, args[0], detect.Options{})
+			imgs, err := detect.Detect(ctx, args[0], detect.Options{Warn: printDetectWarning(cmd)})
 			if err != nil {
 				return err
 			}

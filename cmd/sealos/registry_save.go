@@ -91,7 +91,7 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 		}
 		imgs = res.Images()
 	} else {
-		imgs, err = detect.Detect(ctx, contextDir, detect.Options{})
+		imgs, err = detect.Detect(ctx, contextDir, detect.Options{Warn: printDetectWarning(cmd)})
 		if err != nil {
 			return err
 		}
@@ -134,18 +134,13 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 
 // buildImagesOnly is `sealos build --images-only`: list what the context needs and why.
 func buildImagesOnly(cmd *cobra.Command, contextDir, output string) error {
-	imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{})
+	imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Warn: printDetectWarning(cmd)})
 	if err != nil {
 		return err
 	}
 	return printDetectedImages(cmd.OutOrStdout(), imgs, output)
 }
 
-// buildSaveImages is the --save-image step of `sealos build`: it saves the images the
-// context needs into CONTEXT/registry (for the build's platforms) and returns the manifest
-// annotations that record them (imagespec.AnnotationImages). When the Kubefile never copies
-// registry/ from the context, the images could not be embedded: nothing is pulled, and a
-// warning says what the image will lack.
 // saveTuning is how build saves images: --max-pull-procs, the logins and --retry.
 type saveTuning struct {
 	jobs       int
@@ -154,9 +149,14 @@ type saveTuning struct {
 	retryDelay time.Duration
 }
 
+// buildSaveImages is the --save-image step of `sealos build`: it saves the images the
+// context needs into CONTEXT/registry (for the build's platforms) and returns the manifest
+// annotations that record them (imagespec.AnnotationImages). When the Kubefile never copies
+// registry/ from the context, the images could not be embedded: nothing is pulled, and a
+// warning says what the image will lack.
 func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []string, kf *kubefile.File, t saveTuning) (map[string]string, error) {
 	if !kubefileCopiesRegistry(kf) {
-		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{})
+		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Warn: printDetectWarning(cmd)})
 		if err == nil && len(imgs) > 0 {
 			fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: the context names %d container images (see 'sealos registry images %s') but %s never copies registry/, so they are not saved into the image; add 'COPY registry registry' to embed them\n", len(imgs), contextDir, kf.Name)
 		}
@@ -177,11 +177,15 @@ func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []stri
 		Keychain:   t.keychain,
 		Retries:    t.retries,
 		RetryDelay: t.retryDelay,
+		Detect:     detect.Options{Warn: printDetectWarning(cmd)},
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(res.Images) == 0 {
+		if _, named := kubefileRegistrySources(kf); named {
+			return nil, save.CheckRegistryDir(contextDir)
+		}
 		return nil, nil
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "saved %d images into %s (%s fetched, %s reused)\n", len(res.Images), filepath.Join(contextDir, "registry"), saveMB(res.Fetched), saveMB(res.Reused))
@@ -191,6 +195,14 @@ func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []stri
 // kubefileCopiesRegistry tells whether some COPY or ADD of kf takes registry/ (or the whole
 // context) from the build context. A source with variables counts as copying it.
 func kubefileCopiesRegistry(kf *kubefile.File) bool {
+	copies, _ := kubefileRegistrySources(kf)
+	return copies
+}
+
+// kubefileRegistrySources says whether kf copies registry/ from the context at all
+// (copies), and whether some source names registry itself (named: BuildKit then fails
+// when the context has none, where "COPY . ." does not).
+func kubefileRegistrySources(kf *kubefile.File) (copies, named bool) {
 	for _, st := range kf.Stages {
 		for _, c := range st.Commands {
 			cp, ok := c.(*kubefile.CopyCommand)
@@ -202,18 +214,28 @@ func kubefileCopiesRegistry(kf *kubefile.File) bool {
 					continue
 				}
 				p := strings.TrimPrefix(path.Clean("/"+strings.TrimSpace(src.Path)), "/")
-				if p == "" || p == "registry" || strings.HasPrefix(p, "registry/") || strings.Contains(p, "$") {
-					return true
+				if p == "registry" || strings.HasPrefix(p, "registry/") {
+					copies, named = true, true
+					continue
+				}
+				if p == "" || strings.Contains(p, "$") {
+					copies = true
+					continue
 				}
 				if first, _, _ := strings.Cut(p, "/"); first != "registry" {
 					if ok, _ := path.Match(first, "registry"); ok {
-						return true
+						copies = true
 					}
 				}
 			}
 		}
 	}
-	return false
+	return copies, named
+}
+
+// printDetectWarning prints a detection warning as "WARNING: file:line: message".
+func printDetectWarning(cmd *cobra.Command) func(detect.Warning) {
+	return func(w detect.Warning) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", w.String()) }
 }
 
 func saveMB(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

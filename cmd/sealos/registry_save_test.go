@@ -131,24 +131,55 @@ spec:
 
 func TestKubefileCopiesRegistry(t *testing.T) {
 	for _, tc := range []struct {
-		kubefile string
-		want     bool
+		kubefile    string
+		want, named bool
 	}{
-		{"FROM scratch\nCOPY registry registry\n", true},
-		{"FROM scratch\nCOPY ./registry/ /registry\n", true},
-		{"FROM scratch\nCOPY registry/docker registry/docker\n", true},
-		{"FROM scratch\nCOPY . .\n", true},
-		{"FROM scratch\nCOPY * ./\n", true},
-		{"FROM scratch\nCOPY manifests charts ./\nADD $DIR x\n", true},
-		{"FROM scratch\nCOPY manifests manifests\nCOPY charts charts\n", false},
-		{"FROM scratch AS a\nCOPY registry registry\nFROM scratch\nCOPY --from=a registry registry\n", true},
-		{"FROM scratch\nCOPY --from=other registry registry\n", false},
-		{"FROM scratch\nCOPY registry-tools bin\n", false},
+		{"FROM scratch\nCOPY registry registry\n", true, true},
+		{"FROM scratch\nCOPY ./registry/ /registry\n", true, true},
+		{"FROM scratch\nCOPY registry/docker registry/docker\n", true, true},
+		{"FROM scratch\nCOPY . .\n", true, false},
+		{"FROM scratch\nCOPY * ./\n", true, false},
+		{"FROM scratch\nCOPY manifests charts ./\nADD $DIR x\n", true, false},
+		{"FROM scratch\nCOPY manifests manifests\nCOPY charts charts\n", false, false},
+		{"FROM scratch AS a\nCOPY registry registry\nFROM scratch\nCOPY --from=a registry registry\n", true, true},
+		{"FROM scratch\nCOPY --from=other registry registry\n", false, false},
+		{"FROM scratch\nCOPY registry-tools bin\n", false, false},
 	} {
 		kf, err := kubefile.Parse("Kubefile", strings.NewReader(tc.kubefile))
 		require.NoError(t, err, tc.kubefile)
 		assert.Equal(t, tc.want, kubefileCopiesRegistry(kf), tc.kubefile)
+		copies, named := kubefileRegistrySources(kf)
+		assert.Equal(t, tc.want, copies, tc.kubefile)
+		assert.Equal(t, tc.named, named, tc.kubefile)
 	}
+}
+
+// TestBuildRegistryMissing: a Kubefile that copies registry/ from a context where nothing
+// names an image, and which has no registry/, fails before the build, saying what is
+// scanned; a manifest that is not YAML is a warning naming its line, not a failure.
+func TestBuildRegistryMissing(t *testing.T) {
+	sealosBin(t)
+	if os.Geteuid() != 0 {
+		testtool.Missing(t, "builds run on the embedded BuildKit, which needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "manifests"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "manifests/web.yaml"), []byte(
+		"kind: Pod\nmetadata:\n  name: a\n  name: b\nspec:\n  containers:\n  - image: {{ .Values.image }}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Kubefile"), []byte(
+		"FROM scratch\nCOPY manifests manifests\nCOPY registry registry\n"), 0o644))
+	root := t.TempDir()
+	r := sealos(t, nil, "", "--root", root, "build", "--progress", "quiet", "-t", "demo/none:v1", dir)
+	require.Error(t, r.err, r.stderr)
+	assert.Contains(t, r.stderr, "WARNING: manifests/web.yaml:7: not valid YAML")
+	assert.Contains(t, r.stderr, "WARNING: manifests/web.yaml:7: image \"{{ .Values.image }}\" is an unrendered template: skipped")
+	assert.Contains(t, r.stderr, "the Kubefile copies registry/, but "+dir+" has none")
+	assert.Contains(t, r.stderr, "images/skopeo/tar.txt")
+	assert.NotContains(t, r.stderr, "not found in the build context", "stopped before BuildKit")
+
+	// With registry/ there, the build goes on.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "registry"), 0o755))
+	mustSealos(t, nil, "", "--root", root, "build", "--progress", "quiet", "-t", "demo/none:v1", dir)
 }
 
 // TestBuildSavesImages builds a cluster image whose context names images: they are saved
