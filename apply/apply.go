@@ -388,7 +388,7 @@ func (r *run) commands(ctx context.Context) error {
 			name := fmt.Sprintf("cmd %d.%d %s", i, j, img.Ref)
 			key := func(h string) string { return plan.Fingerprint(img.Digest, c, env(h)) }
 			err := r.runStep(ctx, name, hosts, key, func(h string) (string, map[string]string, bool) {
-				return fmt.Sprintf("cd %s && %s", transport.Quote(dir), c), env(h), true
+				return fmt.Sprintf("cd %s && %s", transport.Quote(dir), plan.ExpandRefs(c, env(h))), env(h), true
 			})
 			if err != nil {
 				return err

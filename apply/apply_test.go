@@ -109,7 +109,7 @@ func TestApplyEndToEnd(t *testing.T) {
 	}
 	cfg := rootfsImage("v1", nil)
 	require.NoError(t, e.st.WriteImage(ctx, "test/rootfs:v1", applytest.Image(*cfg, applytest.Layer(files))))
-	app := applytest.Image(applytest.Config{Env: []string{"replicas=3"}, Cmd: []string{"echo app >> /var/lib/sealos/app.log", "cat manifests/app.yaml >> /var/lib/sealos/app.log"}},
+	app := applytest.Image(applytest.Config{Env: []string{"replicas=3"}, Cmd: []string{"echo app $(replicas) >> /var/lib/sealos/app.log", "cat manifests/app.yaml >> /var/lib/sealos/app.log"}},
 		applytest.Layer(map[string]string{"manifests/app.yaml.tmpl": "replicas: {{ .replicas }} version: {{ .version }}\n"}))
 	require.NoError(t, e.st.WriteImage(ctx, "test/app:v1", app))
 
@@ -127,7 +127,7 @@ func TestApplyEndToEnd(t *testing.T) {
 			assert.Equal(t, "init\n", e.read(i, "/var/lib/sealos/init.log"))
 			assert.Equal(t, "cmd-v1\n", e.read(i, "/var/lib/sealos/cmd.log"))
 		}
-		assert.Equal(t, "app\nreplicas: 3 version: v1\n", e.read(0, "/var/lib/sealos/app.log"), "the application runs on the first master only")
+		assert.Equal(t, "app 3\nreplicas: 3 version: v1\n", e.read(0, "/var/lib/sealos/app.log"), "the application runs on the first master only")
 		assert.Contains(t, e.read(1, "/var/lib/sealos/app.log"), "no such file")
 		assert.Contains(t, e.out.String(), n1+": on ", "output is prefixed with the host")
 
@@ -146,7 +146,7 @@ func TestApplyEndToEnd(t *testing.T) {
 		assert.Equal(t, int64(3), p.Skipped.Load())
 		assert.Equal(t, "init\n", e.read(0, "/var/lib/sealos/init.log"))
 		assert.Equal(t, "cmd-v1\n", e.read(1, "/var/lib/sealos/cmd.log"))
-		assert.Equal(t, "app\nreplicas: 3 version: v1\n", e.read(0, "/var/lib/sealos/app.log"))
+		assert.Equal(t, "app 3\nreplicas: 3 version: v1\n", e.read(0, "/var/lib/sealos/app.log"))
 	})
 
 	t.Run("add a node", func(t *testing.T) {
@@ -235,7 +235,7 @@ func TestApplyEndToEnd(t *testing.T) {
 			assert.Equal(t, "tool v2", e.read(i, data+"/rootfs/bin/tool"))
 			assert.Equal(t, "cmd-v1\ncmd-v2\n", e.read(i, "/var/lib/sealos/cmd.log"))
 		}
-		assert.Equal(t, "app\nreplicas: 3 version: v1\napp\nreplicas: 3 version: v2\n", e.read(0, "/var/lib/sealos/app.log"),
+		assert.Equal(t, "app 3\nreplicas: 3 version: v1\napp 3\nreplicas: 3 version: v2\n", e.read(0, "/var/lib/sealos/app.log"),
 			"the app's rendered tree changed with the rootfs env, so its commands ran again")
 	})
 
