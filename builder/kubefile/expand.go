@@ -2,6 +2,7 @@ package kubefile
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -270,4 +271,66 @@ func (f *File) BaseImages(buildArgs, predefined map[string]string) ([]string, er
 		out = append(out, base)
 	}
 	return out, nil
+}
+
+// StaticEnv is the environment the Kubefile's ENV instructions give the target stage (""
+// for the last), following FROM through earlier stages, with ARGs from buildArgs and their
+// defaults. What a FROM image brings is not known here and is left out: it serves to
+// render templates before the build (image detection), not to replace the built config.
+func (f *File) StaticEnv(target string, buildArgs map[string]string) (map[string]string, error) {
+	stage, err := f.Target(target)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := f.ResolveMetaArgs(buildArgs, nil)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*Stage
+	for s := stage; s != nil && len(chain) <= len(f.Stages); {
+		chain = append([]*Stage{s}, chain...)
+		base, _, err := f.BaseOf(s, meta)
+		if err != nil {
+			return nil, err
+		}
+		s = f.StageByName(base, s.Index)
+	}
+	e := f.NewExpander()
+	env := map[string]string{}
+	for _, s := range chain {
+		args := map[string]string{}
+		scope := func() []string {
+			all := maps.Clone(args)
+			maps.Copy(all, env)
+			return EnvList(all)
+		}
+		for _, c := range s.Commands {
+			switch c := c.(type) {
+			case *ArgCommand:
+				for _, a := range c.Args {
+					switch v, ok := buildArgs[a.Key]; {
+					case ok:
+						args[a.Key] = v
+					case a.Value != nil:
+						if args[a.Key], err = e.Word(*a.Value, scope()); err != nil {
+							return nil, Errorf(c, "%v", err)
+						}
+					default:
+						if v, ok := meta[a.Key]; ok {
+							args[a.Key] = v
+						}
+					}
+				}
+			case *EnvCommand:
+				for _, kv := range c.Env {
+					v, err := e.Word(kv.Value, scope())
+					if err != nil {
+						return nil, Errorf(c, "%v", err)
+					}
+					env[kv.Key] = v
+				}
+			}
+		}
+	}
+	return env, nil
 }

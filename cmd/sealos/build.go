@@ -418,16 +418,16 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("build context %s is not a directory", contextDir)
 	}
-	if f.imagesOnly {
-		return buildImagesOnly(cmd, contextDir, f.output)
-	}
 	file := f.file
 	if file == "" {
 		p, err := kubefile.FindKubefile(contextDir)
-		if err != nil {
+		if err != nil && !f.imagesOnly {
 			return err
 		}
 		file = p
+	}
+	if f.imagesOnly && file == "" {
+		return buildImagesOnly(cmd, contextDir, f.output, nil)
 	}
 	// Parse here so a broken Kubefile fails at once, naming file and line, before any
 	// engine starts.
@@ -437,6 +437,19 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	}
 	if f.from != "" {
 		kf.Stages[0].Base = f.from
+	}
+	// The env the image will have, as far as the Kubefile says: *.tmpl manifests are
+	// rendered with it to find their images.
+	imageEnv, err := kf.StaticEnv(f.target, buildArgs)
+	if err != nil {
+		return err
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		imageEnv[k] = v
+	}
+	if f.imagesOnly {
+		return buildImagesOnly(cmd, contextDir, f.output, imageEnv)
 	}
 	src, err := os.ReadFile(file)
 	if err != nil {
@@ -470,7 +483,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 
 	var imageAnnotations map[string]string
 	if f.saveImage {
-		if imageAnnotations, err = buildSaveImages(cmd, contextDir, f.platforms, kf, saveTuning{jobs: f.maxPullProcs, keychain: creds.Keychain(), retries: f.retry, retryDelay: f.retryDelay}); err != nil {
+		if imageAnnotations, err = buildSaveImages(cmd, contextDir, f.platforms, kf, saveTuning{env: imageEnv, jobs: f.maxPullProcs, keychain: creds.Keychain(), retries: f.retry, retryDelay: f.retryDelay}); err != nil {
 			return err
 		}
 	}

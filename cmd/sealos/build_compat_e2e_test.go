@@ -417,3 +417,20 @@ func TestBuildCompatRefusals(t *testing.T) {
 	e.build("-t", "arm:v1", "--arch", "arm64")
 	assert.Contains(t, e.must("inspect", "arm:v1").stdout, `"arm64"`)
 }
+
+// A *.tmpl manifest is rendered with the env the Kubefile gives the image (and --env)
+// to find its images, as apply will render it.
+func TestBuildImagesFromTemplatesWithKubefileEnv(t *testing.T) {
+	ctx := t.TempDir()
+	for name, content := range map[string]string{
+		"Kubefile": "FROM scratch\nARG VERSION=v1\nENV REGISTRY=hub.example.com VERSION=${VERSION}\nCOPY . .\n",
+		"manifests/app.yaml.tmpl": "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  containers:\n  - name: app\n    image: {{ .REGISTRY }}/team/app:{{ .VERSION }}\n  - name: side\n    image: {{ .SIDE }}/side:v1\n",
+	} {
+		p := filepath.Join(ctx, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	r := mustSealos(t, nil, "", "--root", t.TempDir(), "build", "--images-only", "--build-arg", "VERSION=v2", "--env", "SIDE=mirror.example.com", ctx)
+	assert.Contains(t, r.stdout, "hub.example.com/team/app:v2")
+	assert.Contains(t, r.stdout, "mirror.example.com/side:v1")
+}

@@ -133,8 +133,8 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 }
 
 // buildImagesOnly is `sealos build --images-only`: list what the context needs and why.
-func buildImagesOnly(cmd *cobra.Command, contextDir, output string) error {
-	imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Warn: printDetectWarning(cmd)})
+func buildImagesOnly(cmd *cobra.Command, contextDir, output string, env map[string]string) error {
+	imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Env: env, Warn: printDetectWarning(cmd)})
 	if err != nil {
 		return err
 	}
@@ -143,6 +143,8 @@ func buildImagesOnly(cmd *cobra.Command, contextDir, output string) error {
 
 // saveTuning is how build saves images: --max-pull-procs, the logins and --retry.
 type saveTuning struct {
+	// env renders *.tmpl manifests (the Kubefile's ENV and --env).
+	env        map[string]string
 	jobs       int
 	keychain   authn.Keychain
 	retries    int
@@ -156,7 +158,7 @@ type saveTuning struct {
 // warning says what the image will lack.
 func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []string, kf *kubefile.File, t saveTuning) (map[string]string, error) {
 	if !kubefileCopiesRegistry(kf) {
-		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Warn: printDetectWarning(cmd)})
+		imgs, err := detect.Detect(cmd.Context(), contextDir, detect.Options{Env: t.env, Warn: printDetectWarning(cmd)})
 		if err == nil && len(imgs) > 0 {
 			fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: the context names %d container images (see 'sealos registry images %s') but %s never copies registry/, so they are not saved into the image; add 'COPY registry registry' to embed them\n", len(imgs), contextDir, kf.Name)
 		}
@@ -177,7 +179,7 @@ func buildSaveImages(cmd *cobra.Command, contextDir string, platformSpecs []stri
 		Keychain:   t.keychain,
 		Retries:    t.retries,
 		RetryDelay: t.retryDelay,
-		Detect:     detect.Options{Warn: printDetectWarning(cmd)},
+		Detect:     detect.Options{Env: t.env, Warn: printDetectWarning(cmd)},
 	})
 	if err != nil {
 		return nil, err
