@@ -423,7 +423,7 @@ func TestBuildCompatRefusals(t *testing.T) {
 func TestBuildImagesFromTemplatesWithKubefileEnv(t *testing.T) {
 	ctx := t.TempDir()
 	for name, content := range map[string]string{
-		"Kubefile": "FROM scratch\nARG VERSION=v1\nENV REGISTRY=hub.example.com VERSION=${VERSION}\nCOPY . .\n",
+		"Kubefile":                "FROM scratch\nARG VERSION=v1\nENV REGISTRY=hub.example.com VERSION=${VERSION}\nCOPY . .\n",
 		"manifests/app.yaml.tmpl": "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  containers:\n  - name: app\n    image: {{ .REGISTRY }}/team/app:{{ .VERSION }}\n  - name: side\n    image: {{ .SIDE }}/side:v1\n",
 	} {
 		p := filepath.Join(ctx, name)
