@@ -50,8 +50,20 @@ var Instructions = []string{
 
 // unsupported are Dockerfile instructions that mean nothing for a cluster image.
 var unsupported = map[string]string{
-	"ONBUILD":     "ONBUILD is not supported in a Kubefile",
+	"ONBUILD":     "ONBUILD is not supported in a Kubefile: write those instructions in the Kubefile that builds FROM this image",
 	"HEALTHCHECK": "HEALTHCHECK is not supported in a Kubefile: cluster images are not run as containers",
+	// sealer's Kubefile dialect, which sealer users bring along.
+	"APP":         sealerHint("APP"),
+	"APPCMDS":     sealerHint("APPCMDS"),
+	"LAUNCH":      sealerHint("LAUNCH"),
+	"CMDS":        sealerHint("CMDS"),
+	"CNI":         sealerHint("CNI"),
+	"CSI":         sealerHint("CSI"),
+	"KUBEVERSION": sealerHint("KUBEVERSION"),
+}
+
+func sealerHint(instr string) string {
+	return instr + " is sealer's Kubefile instruction, not a sealos one: COPY the files into the image and run them with CMD (see Kubefile.md)"
 }
 
 // suggest returns the known instruction nearest to name, or "" when none is close.

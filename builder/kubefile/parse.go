@@ -352,6 +352,8 @@ func (nd *node) dispatch() (Command, error) {
 	msg := fmt.Sprintf("unknown instruction %q", raw)
 	if s := suggest(raw); s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	} else {
+		msg += " (a Kubefile takes Dockerfile instructions: FROM, ARG, ENV, LABEL, COPY, ADD, RUN, WORKDIR, CMD, ENTRYPOINT, ...; see Kubefile.md)"
 	}
 	return nil, &Error{File: nd.loc.File, Line: nd.loc.Line, Msg: msg}
 }

@@ -147,7 +147,8 @@ func TestBrokenKubefiles(t *testing.T) {
 		{"instruction before FROM", "COPY a b\nFROM scratch\n", `Kubefile:1: COPY: comes before the first FROM: only ARG may come before FROM`},
 		{"unknown instruction", "FROM scratch\n\nCOPPY a b\n", `Kubefile:3: unknown instruction "COPPY" (did you mean COPY?)`},
 		{"unknown lower case", "FROM scratch\nentrypont [\"a\"]\n", `Kubefile:2: unknown instruction "entrypont" (did you mean ENTRYPOINT?)`},
-		{"unknown far", "FROM scratch\nFROBNICATE x\n", `Kubefile:2: unknown instruction "FROBNICATE"`},
+		{"unknown far", "FROM scratch\nFROBNICATE x\n", `Kubefile:2: unknown instruction "FROBNICATE" (a Kubefile takes Dockerfile instructions: FROM, ARG, ENV, LABEL, COPY, ADD, RUN, WORKDIR, CMD, ENTRYPOINT, ...; see Kubefile.md)`},
+		{"sealer's", "FROM scratch\nCMDS kubectl apply -f x\n", `Kubefile:2: CMDS is sealer's Kubefile instruction, not a sealos one: COPY the files into the image and run them with CMD (see Kubefile.md)`},
 		{"unknown after continuation", "FROM scratch\nRUN echo a \\\n  b\nLABLE a=b\n", `Kubefile:4: unknown instruction "LABLE" (did you mean LABEL?)`},
 		{"copy one arg", "FROM scratch\nLABEL a=b\n\n\n\n\nCOPY onlyone\n", `Kubefile:7: COPY: requires at least two arguments: COPY <src>... <dest>`},
 		{"add no args", "FROM scratch\nADD\n", `Kubefile:2: ADD: requires at least two arguments: ADD <src>... <dest>`},
@@ -179,7 +180,7 @@ func TestBrokenKubefiles(t *testing.T) {
 		{"shell not json", "FROM scratch\nSHELL /bin/bash -c\n", `Kubefile:2: SHELL: requires a JSON array, e.g. SHELL ["/bin/bash", "-c"]`},
 		{"expose none", "FROM scratch\nEXPOSE\n", `Kubefile:2: EXPOSE: requires at least one port, e.g. EXPOSE 6443/tcp`},
 		{"workdir flag", "FROM scratch\nWORKDIR --x=1 /a\n", `Kubefile:2: WORKDIR: unknown flag --x (WORKDIR takes no flags)`},
-		{"onbuild", "FROM scratch\nONBUILD RUN x\n", `Kubefile:2: ONBUILD is not supported in a Kubefile`},
+		{"onbuild", "FROM scratch\nONBUILD RUN x\n", `Kubefile:2: ONBUILD is not supported in a Kubefile: write those instructions in the Kubefile that builds FROM this image`},
 		{"healthcheck", "FROM scratch\nHEALTHCHECK NONE\n", `Kubefile:2: HEALTHCHECK is not supported in a Kubefile: cluster images are not run as containers`},
 		{"bad escape", "# escape=x\nFROM scratch\n", `Kubefile:1: invalid escape token 'x' does not match ` + "`" + ` or \`},
 	}
