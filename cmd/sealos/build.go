@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/cluster-image/sealos/builder/buildkit"
 	"github.com/cluster-image/sealos/builder/frontend"
@@ -60,8 +59,7 @@ type buildFlags struct {
 	squash        bool
 	annotations   []string
 	timestamp     int64
-	creds         string
-	authfile      string
+	login         loginFlags
 	retry         int
 	retryDelay    time.Duration
 	manifest      string
@@ -164,8 +162,7 @@ func (f *buildFlags) registerCompat(cmd *cobra.Command) {
 	fl.BoolVar(&f.squash, "squash-all", false, "same as --squash")
 	fl.StringArrayVar(&f.annotations, "annotation", nil, "add a manifest annotation KEY=VALUE (repeatable)")
 	fl.Int64Var(&f.timestamp, "timestamp", -1, "set the image's created time to these seconds since 1970 and clamp its files' times to it, so a rebuild gives the same digest (same as --build-arg SOURCE_DATE_EPOCH=N)")
-	fl.StringVar(&f.creds, "creds", "", "log in to registries with USERNAME[:PASSWORD] (FROM images and saved images)")
-	fl.StringVar(&f.authfile, "authfile", "", "read registry logins from this auth file (config.json format) instead of the docker config")
+	f.login.register(fl)
 	fl.IntVar(&f.retry, "retry", 3, "retry a failed pull this many times")
 	fl.DurationVar(&f.retryDelay, "retry-delay", 2*time.Second, "wait this long before the first retry (then longer)")
 	fl.StringVar(&f.manifest, "manifest", "", "add the image to the manifest list NAME of the local store, creating it (see sealos manifest)")
@@ -330,34 +327,6 @@ func pullMode(s string) (string, error) {
 	return "", fmt.Errorf("--pull %q: use always, missing, newer (true), never or false", s)
 }
 
-// credentials are the registry logins --creds and --authfile choose.
-func (f *buildFlags) credentials() (client.Credentials, error) {
-	var c client.Credentials
-	if f.creds != "" {
-		var ask func() (string, error)
-		if term.IsTerminal(int(os.Stdin.Fd())) {
-			ask = func() (string, error) {
-				fmt.Fprint(os.Stderr, "Password: ")
-				b, err := term.ReadPassword(int(os.Stdin.Fd()))
-				fmt.Fprintln(os.Stderr)
-				return string(b), err
-			}
-		}
-		var err error
-		if c, err = client.ParseCreds(f.creds, ask); err != nil {
-			return c, err
-		}
-	}
-	if f.authfile != "" {
-		cf, err := client.LoadAuthFile(f.authfile)
-		if err != nil {
-			return c, err
-		}
-		c.File = cf
-	}
-	return c, nil
-}
-
 func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	ctx := cmd.Context()
 	buildArgs, err := keyValues("--build-arg", f.buildArgs, true)
@@ -409,7 +378,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	if err != nil {
 		return err
 	}
-	creds, err := f.credentials()
+	creds, err := f.login.credentials()
 	if err != nil {
 		return err
 	}

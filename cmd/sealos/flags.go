@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/cluster-image/sealos/internal/platform"
+	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -85,4 +88,40 @@ func checkRefusals(cmd *cobra.Command) error {
 		}
 	})
 	return err
+}
+
+// loginFlags are buildah's --creds and --authfile, for commands that reach registries.
+type loginFlags struct{ creds, authfile string }
+
+func (l *loginFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&l.creds, "creds", "", "log in to registries with USERNAME[:PASSWORD] (asked for on a terminal when left out) instead of the stored logins")
+	fl.StringVar(&l.authfile, "authfile", "", "read registry logins from this auth file (config.json format) instead of the docker config")
+}
+
+// credentials are the registry logins the flags choose (the stored ones when neither is given).
+func (l *loginFlags) credentials() (client.Credentials, error) {
+	var c client.Credentials
+	if l.creds != "" {
+		var ask func() (string, error)
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			ask = func() (string, error) {
+				fmt.Fprint(os.Stderr, "Password: ")
+				b, err := term.ReadPassword(int(os.Stdin.Fd()))
+				fmt.Fprintln(os.Stderr)
+				return string(b), err
+			}
+		}
+		var err error
+		if c, err = client.ParseCreds(l.creds, ask); err != nil {
+			return c, err
+		}
+	}
+	if l.authfile != "" {
+		cf, err := client.LoadAuthFile(l.authfile)
+		if err != nil {
+			return c, err
+		}
+		c.File = cf
+	}
+	return c, nil
 }

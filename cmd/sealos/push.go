@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -14,10 +15,13 @@ import (
 
 // transferFlags are the flags push and pull share.
 type transferFlags struct {
-	tlsVerify bool
-	jobs      int
-	quiet     bool
-	output    string
+	tlsVerify  bool
+	jobs       int
+	quiet      bool
+	output     string
+	login      loginFlags
+	retry      int
+	retryDelay time.Duration
 }
 
 func (f *transferFlags) register(cmd *cobra.Command) {
@@ -25,18 +29,39 @@ func (f *transferFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", client.DefaultJobs, "blobs to move at once")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress display")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "result format: text or json")
+	cmd.Flags().IntVar(&f.retry, "retry", 3, "retry a failed request this many times")
+	cmd.Flags().DurationVar(&f.retryDelay, "retry-delay", time.Second, "wait this long before the first retry (then longer)")
+	f.login.register(cmd.Flags())
 }
 
-// options turns the flags into client options and a progress display on stderr (redrawn
-// on a terminal, plain lines otherwise). Close the returned Progress when done.
-func (f *transferFlags) options() ([]client.Option, *client.Progress, error) {
+// clientOptions are the client options the flags choose: TLS, jobs, logins and retries.
+func (f *transferFlags) clientOptions() ([]client.Option, error) {
 	if f.output != "text" && f.output != "json" {
-		return nil, nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+		return nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
 	}
 	if err := atLeastOne("--jobs", f.jobs); err != nil {
+		return nil, err
+	}
+	if f.retry < 0 {
+		return nil, fmt.Errorf("--retry %d: give 0 or more", f.retry)
+	}
+	creds, err := f.login.credentials()
+	if err != nil {
+		return nil, err
+	}
+	return []client.Option{
+		client.WithTLSVerify(f.tlsVerify), client.WithJobs(f.jobs), client.WithUserAgent("sealos/" + version),
+		client.WithKeychain(creds.Keychain()), client.WithRetry(f.retry, f.retryDelay),
+	}, nil
+}
+
+// options are clientOptions with a progress display on stderr (redrawn on a terminal,
+// plain lines otherwise). Close the returned Progress when done.
+func (f *transferFlags) options() ([]client.Option, *client.Progress, error) {
+	opts, err := f.clientOptions()
+	if err != nil {
 		return nil, nil, err
 	}
-	opts := []client.Option{client.WithTLSVerify(f.tlsVerify), client.WithJobs(f.jobs), client.WithUserAgent("sealos/" + version)}
 	var p *client.Progress
 	if !f.quiet {
 		p = client.NewProgress(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
@@ -46,7 +71,10 @@ func (f *transferFlags) options() ([]client.Option, *client.Progress, error) {
 }
 
 func newPushCmd() *cobra.Command {
-	var f transferFlags
+	var (
+		f          transferFlags
+		digestFile string
+	)
 	cmd := &cobra.Command{
 		Use:   "push IMAGE [DESTINATION]",
 		Short: "Push an image from the local store to a registry",
@@ -90,6 +118,11 @@ docker config.json (see sealos login) and its credential helpers.`,
 			if err != nil {
 				return err
 			}
+			if digestFile != "" {
+				if err := os.WriteFile(digestFile, []byte(desc.Digest.String()), 0o644); err != nil {
+					return fmt.Errorf("--digestfile: %w", err)
+				}
+			}
 			if f.output == "json" {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
 					Source      string `json:"source"`
@@ -104,6 +137,7 @@ docker config.json (see sealos login) and its credential helpers.`,
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVar(&digestFile, "digestfile", "", "write the pushed digest to this file")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -189,4 +190,44 @@ func TestPullSeveralEndToEnd(t *testing.T) {
 		assert.Equal(t, refs[i], p.Ref, "results in argument order")
 		assert.Equal(t, "pulled", p.Status)
 	}
+}
+
+// push, pull and registry copy take buildah's --creds and --authfile instead of the stored
+// logins; push writes --digestfile.
+func TestTransferCredsFlags(t *testing.T) {
+	bin := sealosBin(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, os.WriteFile(htpasswd, []byte("admin:"+string(hash)+"\n"), 0o600))
+	host := serveHub(t, bin, "--htpasswd", htpasswd)
+	root := t.TempDir()
+	st, err := store.Open(root)
+	require.NoError(t, err)
+	img, err := random.Image(8<<10, 1)
+	require.NoError(t, err)
+	ref := host + "/private/app:v1"
+	require.NoError(t, st.WriteImage(context.Background(), ref, img))
+	want, err := img.Digest()
+	require.NoError(t, err)
+	env := []string{"DOCKER_CONFIG=" + t.TempDir()} // no stored login
+
+	r := sealos(t, env, "", "--root", root, "push", "-q", "--retry", "0", ref)
+	require.Error(t, r.err, "the hub wants a login")
+	assert.Contains(t, sealos(t, env, "", "--root", root, "push", "-q", "--creds", "admin:wrong", "--retry", "0", ref).stderr, "401")
+	digestFile := filepath.Join(t.TempDir(), "digest")
+	mustSealos(t, env, "", "--root", root, "push", "-q", "--creds", "admin:s3cret", "--digestfile", digestFile, ref)
+	got, err := os.ReadFile(digestFile)
+	require.NoError(t, err)
+	assert.Equal(t, want.String(), string(got))
+
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	require.NoError(t, os.WriteFile(auth, []byte(`{"auths":{"`+host+`":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))+`"}}}`), 0o600))
+	other := t.TempDir()
+	mustSealos(t, env, "", "--root", other, "pull", "-q", "--authfile", auth, ref)
+	_, err = store.Open(other)
+	require.NoError(t, err)
+	assert.Contains(t, mustSealos(t, env, "", "--root", other, "images").stdout, "private/app")
+	mustSealos(t, env, "", "registry", "copy", "--authfile", auth, ref, host+"/copy/app:v1")
+	assert.Contains(t, sealos(t, env, "", "--root", other, "pull", "-q", "--authfile", "/nonexistent", ref).stderr, "--authfile")
 }

@@ -38,10 +38,10 @@ func (f *syncFlags) register(cmd *cobra.Command) {
 // options turns the flags into client and sync options; images are reported on stderr as
 // they finish, blobs only on a terminal.
 func (f *syncFlags) options(stderr io.Writer) ([]client.Option, client.SyncOptions, *client.Progress, error) {
-	if f.output != "text" && f.output != "json" {
-		return nil, client.SyncOptions{}, nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	opts, err := f.clientOptions()
+	if err != nil {
+		return nil, client.SyncOptions{}, nil, err
 	}
-	opts := []client.Option{client.WithTLSVerify(f.tlsVerify), client.WithJobs(f.jobs), client.WithUserAgent("sealos/" + version)}
 	var p *client.Progress
 	if !f.quiet && term.IsTerminal(int(os.Stderr.Fd())) {
 		p = client.NewProgress(stderr, true)
