@@ -153,9 +153,7 @@ func Parse(data []byte) (*Cluster, error) {
 		if c.APIVersion != APIVersion {
 			return nil, fmt.Errorf("parse Clusterfile: apiVersion %q: want %s", c.APIVersion, APIVersion)
 		}
-		if c.Metadata.Name == "" {
-			c.Metadata.Name = "default"
-		}
+		// An empty name is left for the caller to fill (apply -f takes --cluster then).
 		return &c, c.Validate()
 	}
 	return nil, fmt.Errorf("parse Clusterfile: no document of kind %s", Kind)

@@ -3,6 +3,7 @@ package clusterfile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -44,6 +45,9 @@ func TestParse(t *testing.T) {
 	c, err := Parse([]byte(sample))
 	require.NoError(t, err)
 	assert.Equal(t, "default", c.Metadata.Name)
+	unnamed, err := Parse([]byte(strings.Replace(sample, "  name: default\n", "", 1)))
+	require.NoError(t, err)
+	assert.Empty(t, unnamed.Metadata.Name, "a Clusterfile without a name leaves it to the caller (apply --cluster)")
 	assert.Equal(t, []string{"192.168.0.2:22", "192.168.0.3", "192.168.0.4"}, c.IPs())
 	assert.Equal(t, []string{"192.168.0.2:22", "192.168.0.3"}, c.Masters())
 	assert.Equal(t, []string{"192.168.0.4"}, c.RegistryHosts())

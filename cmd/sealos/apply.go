@@ -20,7 +20,7 @@ func newApplyCmd() *cobra.Command {
 with ips, roles and env, spec.ssh, spec.image, spec.env, spec.command) and applies it the
 way 'sealos run' does: only what differs is shipped and only what changed runs again.
 spec.command, when set, replaces the CMD of the last image. The cluster's name is
-metadata.name (default "default"); --cluster is ignored when the file names one.`,
+metadata.name, or --cluster when the file names none (default "default").`,
 		Example: `  sealos apply -f Clusterfile
   sealos apply -f Clusterfile -e registryPort=5001 --force`,
 		Args: cobra.NoArgs,
