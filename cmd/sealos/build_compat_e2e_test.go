@@ -434,3 +434,12 @@ func TestBuildImagesFromTemplatesWithKubefileEnv(t *testing.T) {
 	assert.Contains(t, r.stdout, "hub.example.com/team/app:v2")
 	assert.Contains(t, r.stdout, "mirror.example.com/side:v1")
 }
+
+// registry images renders *.tmpl with the context's Kubefile too.
+func TestRegistryImagesRendersTemplatesWithKubefileEnv(t *testing.T) {
+	ctx := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(ctx, "manifests"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(ctx, "Kubefile"), []byte("FROM scratch\nENV REGISTRY=hub.example.com\nCOPY . .\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(ctx, "manifests", "pod.yaml.tmpl"), []byte("kind: Pod\nspec:\n  containers:\n  - image: {{ .REGISTRY }}/team/tool:v3\n"), 0o644))
+	assert.Contains(t, mustSealos(t, nil, "", "registry", "images", ctx).stdout, "hub.example.com/team/tool:v3")
+}

@@ -48,7 +48,7 @@ line (name), or a JSON array of {image, name, sources: [{file, reason}]} (json).
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			imgs, err := detect.Detect(ctx, args[0], detect.Options{Warn: printDetectWarning(cmd)})
+			imgs, err := detect.Detect(ctx, args[0], detect.Options{Env: contextEnv(args[0]), Warn: printDetectWarning(cmd)})
 			if err != nil {
 				return err
 			}

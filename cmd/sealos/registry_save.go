@@ -91,7 +91,7 @@ func runRegistrySave(cmd *cobra.Command, o *registrySaveOptions, contextDir stri
 		}
 		imgs = res.Images()
 	} else {
-		imgs, err = detect.Detect(ctx, contextDir, detect.Options{Warn: printDetectWarning(cmd)})
+		imgs, err = detect.Detect(ctx, contextDir, detect.Options{Env: contextEnv(contextDir), Warn: printDetectWarning(cmd)})
 		if err != nil {
 			return err
 		}
@@ -139,6 +139,25 @@ func buildImagesOnly(cmd *cobra.Command, contextDir, output string, env map[stri
 		return err
 	}
 	return printDetectedImages(cmd.OutOrStdout(), imgs, output)
+}
+
+// contextEnv is the env the context's Kubefile gives the image it builds (kubefile.StaticEnv
+// of the last stage, ARG defaults), to render *.tmpl manifests as a build would; nil when
+// the context has no Kubefile or it does not parse (the build would say why).
+func contextEnv(contextDir string) map[string]string {
+	file, err := kubefile.FindKubefile(contextDir)
+	if err != nil {
+		return nil
+	}
+	kf, err := kubefile.ParseFile(file)
+	if err != nil {
+		return nil
+	}
+	env, err := kf.StaticEnv("", nil)
+	if err != nil {
+		return nil
+	}
+	return env
 }
 
 // saveTuning is how build saves images: --max-pull-procs, the logins and --retry.
