@@ -365,7 +365,12 @@ func (r *run) kubeJoin(ctx context.Context, h string, master bool) error {
 	}
 	if strings.TrimSpace(stale) != "" {
 		r.logf("%s: a failed kubeadm join left files: kubeadm reset, and node %s deleted, before joining again", h, host.Name)
-		if _, err := r.output(ctx, h, "kubeadm reset -f"); err != nil {
+		// kubeadm reset cannot stop a kubelet it did not start through systemd, and a
+		// kubelet still on port 10250 fails the join's preflight: the image's service
+		// script stops it first and starts it again to wait for the join's config.
+		svc := transport.Quote(path.Join(r.rootfsDir(), imagespec.DirScripts, "service.sh"))
+		reset := fmt.Sprintf("if [ -f %[1]s ]; then bash %[1]s stop kubelet; fi; kubeadm reset -f; if [ -f %[1]s ]; then bash %[1]s start kubelet; fi", svc)
+		if _, err := r.output(ctx, h, reset); err != nil {
 			return &StepError{Step: "kubeadm join", Err: &transport.HostError{Host: h, Err: err}}
 		}
 		if _, err := r.kubectl(ctx, "delete node "+transport.Quote(host.Name)+" --ignore-not-found"); err != nil {

@@ -80,9 +80,10 @@ sealos_build() { # ROOT [extra flags]
 	local root=$1; shift
 	"$SEALOS" --root "$root" build --progress quiet -t bench:v1 "$@" "$CTX" >/dev/null
 }
-buildah_build() { # STORAGE
-	buildah --root "$1/storage" --runroot "$1/run" --storage-driver overlay \
-		bud --layers --quiet -t bench:v1 -f "$CTX/Kubefile" "$CTX" >/dev/null
+buildah_build() { # STORAGE [extra flags]
+	local st=$1; shift
+	buildah --root "$st/storage" --runroot "$st/run" --storage-driver overlay \
+		bud --layers --quiet -t bench:v1 "$@" -f "$CTX/Kubefile" "$CTX" >/dev/null
 }
 # timeit CMD...: prints "WALL CPU" in seconds, after a sync (CPU = user + sys of CMD and its children:
 # on a loaded machine the CPU time is the steadier figure).
@@ -112,9 +113,14 @@ for r in $(seq 1 "$RUNS"); do
 	clean_buildah "$W/buildah"
 	rm -rf "$W/sealos-u"; T[s_cold_u]+="$(timeit sealos_build "$W/sealos-u" --compression uncompressed)"$'\n'
 	rm -rf "$W/sealos-u"
-	for k in s_cold s_re s_cold_u b_cold b_re; do printf '  %-9s %s\n' "$k" "$(printf '%s' "${T[$k]}" | tail -1)" >&2; done
+	# --squash, as sealos users pass it: buildah first this time, so the order alternates.
+	clean_buildah "$W/buildah"; T[b_sq]+="$(timeit buildah_build "$W/buildah" --squash)"$'\n'
+	clean_buildah "$W/buildah"
+	rm -rf "$W/sealos"; T[s_sq]+="$(timeit sealos_build "$W/sealos" --squash)"$'\n'
+	rm -rf "$W/sealos"
+	for k in s_cold s_re s_cold_u s_sq b_cold b_re b_sq; do printf '  %-9s %s\n' "$k" "$(printf '%s' "${T[$k]}" | tail -1)" >&2; done
 done
-for k in s_cold s_re s_cold_u b_cold b_re; do
+for k in s_cold s_re s_cold_u s_sq b_cold b_re b_sq; do
 	line=$(printf '%s' "${T[$k]}" | best)
 	eval "${k}_wall=${line%% *}; ${k}_cpu=${line##* }"
 done
@@ -126,5 +132,6 @@ row() { printf '%-36s %7ss/%6ss %7ss/%6ss %10s\n' "$1" "$2" "$3" "$4" "$5" "$(ra
 row "cold (sealos: zstd-1 layers)" "$s_cold_wall" "$s_cold_cpu" "$b_cold_wall" "$b_cold_cpu"
 row "cold (sealos: uncompressed layers)" "$s_cold_u_wall" "$s_cold_u_cpu" "$b_cold_wall" "$b_cold_cpu"
 row "unchanged rebuild" "$s_re_wall" "$s_re_cpu" "$b_re_wall" "$b_re_cpu"
+row "cold --squash" "$s_sq_wall" "$s_sq_cpu" "$b_sq_wall" "$b_sq_cpu"
 echo "ratio = buildah wall / sealos wall (above 1: sealos is faster)"
 echo "targets: cold no slower than buildah; unchanged rebuild < 1 s and >= 10x faster than buildah"

@@ -260,6 +260,9 @@ func squat(t *testing.T, set *applytest.Set, i, port int) (free func()) {
 	t.Helper()
 	_, err := set.Sh(i, fmt.Sprintf("setsid %s kube-balancer --listen 0.0.0.0:%d --backend 127.0.0.1:1 >/dev/null 2>&1 & echo $! >/tmp/squatter.pid", sealosBin(t), port))
 	require.NoError(t, err)
+	// It runs in the background: the port is taken only once it listens.
+	_, err = set.Sh(i, fmt.Sprintf("for i in $(seq 1 100); do ss -Hltn 'sport = :%d' | grep -q . && exit 0; sleep 0.1; done; echo 'port %d never taken' >&2; exit 1", port, port))
+	require.NoError(t, err)
 	return func() {
 		_, err := set.Sh(i, "kill $(cat /tmp/squatter.pid)")
 		require.NoError(t, err)
