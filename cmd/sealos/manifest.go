@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -79,18 +80,8 @@ func (f *entryFlags) apply(d *v1.Descriptor) error {
 		if d.Platform != nil {
 			p = *d.Platform
 		}
-		if f.os != "" {
-			p.OS = f.os
-		}
-		if f.arch != "" {
-			p.Architecture = f.arch
-		}
-		if f.variant != "" {
-			p.Variant = f.variant
-		}
-		if f.osVersion != "" {
-			p.OSVersion = f.osVersion
-		}
+		p.OS, p.Architecture = cmp.Or(f.os, p.OS), cmp.Or(f.arch, p.Architecture)
+		p.Variant, p.OSVersion = cmp.Or(f.variant, p.Variant), cmp.Or(f.osVersion, p.OSVersion)
 		if len(f.features) > 0 {
 			p.Features = f.features
 		}

@@ -3,11 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cluster-image/sealos/registry/client"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -51,35 +49,11 @@ push (its images stay).`,
 			} else if !ok {
 				return fmt.Errorf("%s is not a manifest list in the local store (push an image with 'sealos push')", src)
 			}
-			opts, p, err := f.options()
-			if err != nil {
-				return err
-			}
-			dstRef, err := client.ParseReference(dst, client.WithTLSVerify(f.tlsVerify))
-			if err != nil {
-				return fmt.Errorf("push: destination %q: %w", dst, err)
-			}
-			opts = append(opts, client.WithMountFromStore(st))
-			desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
-			p.CloseWith(err)
-			if err != nil {
-				return err
-			}
-			if digestFile != "" {
-				if err := os.WriteFile(digestFile, []byte(desc.Digest.String()), 0o644); err != nil {
-					return err
-				}
-			}
+			var removeList func() error
 			if rm {
-				if err := st.Remove(cmd.Context(), src); err != nil {
-					return fmt.Errorf("pushed %s@%s, but removing the list: %w", dstRef.Context(), desc.Digest, err)
-				}
+				removeList = func() error { return st.Remove(cmd.Context(), src) }
 			}
-			if f.output == "json" {
-				return printListResult(cmd, "json", dstRef.String(), desc, nil)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", dstRef.Context(), desc.Digest)
-			return nil
+			return f.push(cmd, st, src, dst, digestFile, removeList)
 		},
 	}
 	f.register(cmd)

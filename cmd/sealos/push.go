@@ -100,40 +100,11 @@ docker config.json (see sealos login) and its credential helpers.`,
 			if len(args) == 2 {
 				dst = args[1]
 			}
-			opts, p, err := f.options()
-			if err != nil {
-				return err
-			}
 			st, err := store.Open(global.root)
 			if err != nil {
 				return err
 			}
-			dstRef, err := client.ParseReference(dst, client.WithTLSVerify(f.tlsVerify))
-			if err != nil {
-				return fmt.Errorf("push: destination %q: %w", dst, err)
-			}
-			opts = append(opts, client.WithMountFromStore(st))
-			desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
-			p.CloseWith(err)
-			if err != nil {
-				return err
-			}
-			if digestFile != "" {
-				if err := os.WriteFile(digestFile, []byte(desc.Digest.String()), 0o644); err != nil {
-					return fmt.Errorf("--digestfile: %w", err)
-				}
-			}
-			if f.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
-					Source      string `json:"source"`
-					Destination string `json:"destination"`
-					Digest      string `json:"digest"`
-					MediaType   string `json:"mediaType"`
-					Size        int64  `json:"size"`
-				}{src, dstRef.String(), desc.Digest.String(), string(desc.MediaType), desc.Size})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", dstRef.Context(), desc.Digest)
-			return nil
+			return f.push(cmd, st, src, dst, digestFile, nil)
 		},
 	}
 	f.register(cmd)
@@ -142,3 +113,43 @@ docker config.json (see sealos login) and its credential helpers.`,
 }
 
 func init() { addCommand(newPushCmd) }
+
+// push sends src of the store to dst as the flags say, writes digestFile when given, runs
+// then (if any) once the push succeeded, and prints the result (push and manifest push).
+func (f *transferFlags) push(cmd *cobra.Command, st *store.Store, src, dst, digestFile string, then func() error) error {
+	opts, p, err := f.options()
+	if err != nil {
+		return err
+	}
+	dstRef, err := client.ParseReference(dst, client.WithTLSVerify(f.tlsVerify))
+	if err != nil {
+		return fmt.Errorf("push: destination %q: %w", dst, err)
+	}
+	opts = append(opts, client.WithMountFromStore(st))
+	desc, err := client.PushFromStore(cmd.Context(), st, src, dst, opts...)
+	p.CloseWith(err)
+	if err != nil {
+		return err
+	}
+	if digestFile != "" {
+		if err := os.WriteFile(digestFile, []byte(desc.Digest.String()), 0o644); err != nil {
+			return fmt.Errorf("--digestfile: %w", err)
+		}
+	}
+	if then != nil {
+		if err := then(); err != nil {
+			return fmt.Errorf("pushed %s@%s, but: %w", dstRef.Context(), desc.Digest, err)
+		}
+	}
+	if f.output == "json" {
+		return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
+			Source      string `json:"source"`
+			Destination string `json:"destination"`
+			Digest      string `json:"digest"`
+			MediaType   string `json:"mediaType"`
+			Size        int64  `json:"size"`
+		}{src, dstRef.String(), desc.Digest.String(), string(desc.MediaType), desc.Size})
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", dstRef.Context(), desc.Digest)
+	return nil
+}
