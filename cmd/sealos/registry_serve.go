@@ -25,6 +25,7 @@ type registryServeOptions struct {
 	tlsCert         string
 	tlsKey          string
 	readOnly        bool
+	noUI            bool
 	configFile      string
 	logLevel        string
 	accessLog       bool
@@ -61,6 +62,11 @@ With --htpasswd, a client address whose logins fail 10 times within 10 minutes i
 429 Too Many Requests (with Retry-After) for a while, 1 s at first, doubling up to 5 min;
 wrong user names and wrong passwords take the same time to refuse.
 
+A browser pointed at the hub gets a read-only web view (/ui/): the repositories, their tags,
+and what an image holds (cluster-image type, labels, ENV, CMD, layers, the container
+images it carries and whether the hub has them, signatures and other referrers), and a
+chart of where the bytes go. It asks for the same login as the API; --no-ui turns it off.
+
 The limits flags keep one client from starving the others: idle and slow connections
 are closed, a full disk is answered 507 and the cut upload's data removed at once.`,
 		Example: `  sealos registry serve filesystem /var/lib/registry
@@ -78,6 +84,7 @@ are closed, a full disk is answered 507 and the cut upload's data removed at onc
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.BoolVar(&o.readOnly, "read-only", false, "refuse pushes and deletes")
+	f.BoolVar(&o.noUI, "no-ui", false, "do not serve the web view at / and /ui/")
 	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML) for anything else (http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, storage comes from the subcommand")
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
@@ -153,6 +160,7 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	}
 	cfg.Htpasswd = o.htpasswd
 	cfg.ReadOnly = o.readOnly
+	cfg.NoUI = o.noUI
 	cfg.AllowSparseIndex = o.allowSparseIndex
 	cfg.LogLevel = o.logLevel
 	if global.debug && !cmd.Flags().Changed("log-level") {

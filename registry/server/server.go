@@ -89,6 +89,9 @@ type Config struct {
 	// (default 1000); the rest follow through the Link header.
 	ReferrersPageSize int
 
+	// NoUI turns off the read-only web view served at / and /ui/ (package ui).
+	NoUI bool
+
 	// AllowSparseIndex accepts sparse manifests: an index whose child manifests, or an
 	// image whose config or layers, are not in the repository (routes.go). Off: such a
 	// PUT gets 400 MANIFEST_BLOB_UNKNOWN, as from stock distribution.
@@ -105,7 +108,8 @@ type Server struct {
 	gate     *writeGate // nil for in-memory
 	hub      *hubLock   // this hub's presence on its directory (owner.go); nil unless gate
 	mwName   string
-	mirror   *mirror // nil unless Config.Mirrors
+	mirror   *mirror      // nil unless Config.Mirrors
+	ui       http.Handler // nil with Config.NoUI
 
 	mu     sync.Mutex // guards apps, gen
 	apps   []*handlers.App
@@ -202,6 +206,12 @@ func New(cfg Config) (*Server, error) {
 	s.app.Store(app)
 	if len(cfg.Mirrors) > 0 {
 		if s.mirror, err = newMirror(s, cfg.Mirrors, cfg.MirrorTTL, cfg.MirrorTransport); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if !cfg.NoUI {
+		if s.ui, err = s.newUI(); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -358,16 +368,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { s.logAccess(r, lw, user, start) }()
 	}
 
-	if !strings.HasPrefix(r.URL.Path, "/v2") {
+	isUI := s.ui != nil && isUIPath(r.URL.Path)
+	if !isUI && !strings.HasPrefix(r.URL.Path, "/v2") {
 		http.NotFound(lw, r)
 		return
 	}
 	if s.auth != nil {
+		// The web view is behind the same login as the API (the browser asks for it).
 		u, ok := s.auth.check(lw, r) // 401, or 429 to an address that failed too often
 		if !ok {
 			return
 		}
 		user = u
+	}
+	if isUI {
+		s.ui.ServeHTTP(lw, r)
+		return
 	}
 
 	if isWrite(r.Method) && s.cfg.ReadOnly {
@@ -382,9 +398,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer s.leaveWrite()
 		s.claimUpload(lw, r)
 	}
+	s.serveAPI(lw, r, true)
+}
+
+// serveAPI answers an authorized /v2/ request; viaMirror lets a mirror hub route it to
+// its mirror namespaces (and upstreams), which the web view's own reads skip.
+func (s *Server) serveAPI(lw *logWriter, r *http.Request, viaMirror bool) {
 	s.refreshAfterGC()
 	app := s.app.Load()
-	if s.mirror != nil {
+	if s.mirror != nil && viaMirror {
 		// a mirror pull, rewritten to the repository that answers it (nil: answered)
 		if r = s.mirror.route(lw, r); r == nil {
 			return
