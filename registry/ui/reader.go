@@ -30,7 +30,19 @@ type reader struct {
 	catalogAt time.Time
 	manifests map[string]*manifest // by digest
 	configs   map[string]*v1.ConfigFile
+	tagged    map[string]taggedAt // "repo:tag" -> digest, as last read
 }
+
+// taggedAt is what a tag named when it was read.
+type taggedAt struct {
+	digest string
+	at     time.Time
+}
+
+// tagTTL is how long a tag is taken to name the digest it named: within it, a page that
+// shows the tag costs a map lookup, so a repository page costs its tag list. A tag moved
+// in the meantime shows its new digest at most this much later.
+const tagTTL = 5 * time.Second
 
 // catalogTTL is how long a listed catalog is reused.
 const catalogTTL = 3 * time.Second
@@ -40,7 +52,7 @@ const catalogTTL = 3 * time.Second
 const cacheEntries = 50000
 
 func newReader(api http.Handler) *reader {
-	return &reader{api: api, manifests: map[string]*manifest{}, configs: map[string]*v1.ConfigFile{}}
+	return &reader{api: api, manifests: map[string]*manifest{}, configs: map[string]*v1.ConfigFile{}, tagged: map[string]taggedAt{}}
 }
 
 // errNotFound: the API answered 404.
@@ -148,12 +160,29 @@ func (r *reader) manifest(repo, ref string) (*manifest, error) {
 		if m := r.cachedManifest(ref); m != nil {
 			return m, nil
 		}
+	} else {
+		r.mu.Lock()
+		t, ok := r.tagged[repo+":"+ref]
+		r.mu.Unlock()
+		if ok && time.Since(t.at) < tagTTL {
+			if m := r.cachedManifest(t.digest); m != nil {
+				return m, nil
+			}
+		}
 	}
 	rec, err := r.get(http.MethodGet, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {acceptManifests}})
 	if err != nil {
 		return nil, err
 	}
 	dgst := rec.Header().Get("Docker-Content-Digest")
+	if dgst != "" && !strings.Contains(ref, ":") {
+		r.mu.Lock()
+		if len(r.tagged) >= cacheEntries {
+			r.tagged = map[string]taggedAt{}
+		}
+		r.tagged[repo+":"+ref] = taggedAt{dgst, time.Now()}
+		r.mu.Unlock()
+	}
 	if m := r.cachedManifest(dgst); m != nil {
 		return m, nil
 	}
