@@ -15,6 +15,8 @@ export DEBIAN_FRONTEND=noninteractive
 #   curl zstd       the registry check of apply, zstd-compressed shipping
 #   python3 bc      benchmark scripts
 #   procps kmod     sysctl, pgrep and (best effort) modprobe in the Kubernetes image's scripts
+#   chromium fonts-liberation  headless browser (and a font for its screenshots) for the web
+#                   view's browser tests (registry/ui)
 #   containernetworking-plugins  the Kubernetes rootfs image (make kube-image) ships its CNI
 #                   plugins, like Debian's containerd and runc, and kube-proxy's image Debian's
 #                   iptables (hack/kube/image.sh)
@@ -23,7 +25,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
     iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc \
-    containernetworking-plugins procps kmod
+    containernetworking-plugins procps kmod chromium fonts-liberation
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi

@@ -1,6 +1,6 @@
 // Package testtool is how tests ask for what they drive from outside the module: a tool
 // on PATH (skopeo, buildah, crane, regctl, the conformance suite, containerd, runc,
-// busybox, sshd), root, or a built sealos binary.
+// busybox, sshd, chromium), root, or a built sealos binary.
 //
 // Run by hand without it, such a test skips and says what to install. In CI (the
 // environment variable CI set to anything but "" or "false", as CI services and .ci/run
@@ -32,6 +32,7 @@ var Hints = map[string]string{
 	"iptables":    "apt-get install iptables",
 	"nsenter":     "apt-get install util-linux",
 	"unshare":     "apt-get install util-linux",
+	"chromium":    "apt-get install chromium",
 }
 
 // InCI reports whether the tests run in CI, where a missing tool fails them.

@@ -7,6 +7,8 @@
   var pager = document.getElementById("pager");
   if (!input || !list) return;
   var timer = null, seq = 0;
+  // location.origin never carries the user:password of a URL, which fetch refuses.
+  var base = location.origin;
 
   function show(data) {
     list.textContent = "";
@@ -41,12 +43,20 @@
   function load(page) {
     var mine = ++seq;
     var q = input.value.trim();
-    fetch("/ui/api/repos?q=" + encodeURIComponent(q) + "&page=" + page, { credentials: "same-origin" })
-      .then(function (r) { return r.json(); })
+    var pageURL = "/ui/?q=" + encodeURIComponent(q) + (page > 1 ? "&page=" + page : "");
+    fetch(base + "/ui/api/repos?q=" + encodeURIComponent(q) + "&page=" + page, { credentials: "same-origin" })
+      .then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      })
       .then(function (data) {
         if (mine !== seq) return; // an older answer after a newer one
         show(data);
-        history.replaceState(null, "", "/ui/?q=" + encodeURIComponent(q) + (page > 1 ? "&page=" + page : ""));
+        history.replaceState(null, "", pageURL);
+      })
+      .catch(function () {
+        // whatever kept the script from asking, the page itself can answer
+        if (mine === seq) location.href = base + pageURL;
       });
   }
 
