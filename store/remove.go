@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -35,10 +36,13 @@ type RemoveReport struct {
 	GC GCReport `json:"gc"`
 }
 
-// GCReport says what GC removed.
+// GCReport says what GC removed. Bytes counts only what left the disk: a blob the build
+// engine's cache also holds (the two share the file by hard link) is removed from the
+// store, but its bytes stay until the build cache lets go of it too; those are Held.
 type GCReport struct {
 	Blobs int   `json:"blobs"`
 	Bytes int64 `json:"bytes"`
+	Held  int64 `json:"held,omitempty"`
 }
 
 // Remove removes the images refs name and then the blobs no image refers to any more.
@@ -185,7 +189,11 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 			return rep, fmt.Errorf("gc: %w", err)
 		}
 		rep.Blobs++
-		rep.Bytes += info.Size()
+		if linkCount(info) > 1 {
+			rep.Held += info.Size()
+		} else {
+			rep.Bytes += info.Size()
+		}
 	}
 	if rep.Blobs > 0 {
 		_ = syncDir(dir)
@@ -226,4 +234,12 @@ func (s *Store) mark(h v1.Hash, keep map[string]bool, depth int) {
 	for _, c := range m.Manifests {
 		s.mark(c.Digest, keep, depth+1)
 	}
+}
+
+// linkCount is how many names the file has (1 when unknown).
+func linkCount(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
 }

@@ -144,3 +144,33 @@ func TestGCWaitsForLease(t *testing.T) {
 	require.NoError(t, s.Remove(ctx, "app:v1"))
 	assert.Empty(t, blobSet(t, s))
 }
+
+// A blob another directory holds by hard link (the build cache) is removed from the store
+// without its bytes leaving the disk: GC counts it as held, not freed.
+func TestGCCountsHeldBlobs(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	img := randomImage(t, 4096, 2)
+	require.NoError(t, s.WriteImage(ctx, "held:v1", img))
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	d, err := layers[0].Digest()
+	require.NoError(t, err)
+	size, err := layers[0].Size()
+	require.NoError(t, err)
+	other := filepath.Join(t.TempDir(), "cache-copy")
+	require.NoError(t, os.Link(s.blobPath(d), other))
+
+	rep, err := s.RemoveImages(ctx, RemoveOptions{}, "held:v1")
+	require.NoError(t, err)
+	assert.Equal(t, 4, rep.GC.Blobs, "manifest, config, two layers")
+	assert.Equal(t, size, rep.GC.Held)
+	raw, err := img.RawManifest()
+	require.NoError(t, err)
+	m, err := img.Manifest()
+	require.NoError(t, err)
+	otherLayer := m.Layers[1].Size
+	assert.Equal(t, int64(len(raw))+m.Config.Size+otherLayer, rep.GC.Bytes, "freed: what had no other name")
+	_, err = os.Stat(other)
+	assert.NoError(t, err, "the other name keeps the bytes")
+}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -253,4 +256,57 @@ func lockFile(ctx context.Context, f *os.File) error {
 func sameFile(st os.FileInfo, f *os.File) bool {
 	fst, err := f.Stat()
 	return err == nil && os.SameFile(st, fst)
+}
+
+// Prune removes the blobs of the cache not used within keep (0: all of them) and returns
+// how many and their bytes. A download in progress (its .partial file locked by the
+// process fetching it) is left alone. Saved registry/ directories keep their own copies.
+func (c Cache) Prune(keep time.Duration) (files int, bytes int64, err error) {
+	root := filepath.Join(c.Dir, "blobs")
+	now := time.Now()
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		used := fi.ModTime()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if at := time.Unix(st.Atim.Unix()); at.After(used) {
+				used = at
+			}
+		}
+		if keep > 0 && now.Sub(used) < keep {
+			return nil
+		}
+		if strings.HasSuffix(p, ".partial") && !c.unlocked(p) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		files++
+		bytes += fi.Size()
+		return nil
+	})
+	return files, bytes, err
+}
+
+// unlocked tells whether no process holds the lock of a partial download.
+func (c Cache) unlocked(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return false
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return true
 }

@@ -59,7 +59,11 @@ Blobs (layers, configs, manifests) no image refers to any more are then deleted,
 				fmt.Fprintf(out, "Deleted: %s\n", d)
 			}
 			if rep.GC.Blobs > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "Freed %s (%d blobs)\n", units.HumanSizeWithPrecision(float64(rep.GC.Bytes), 3), rep.GC.Blobs)
+				msg := fmt.Sprintf("Freed %s (%d blobs)", units.HumanSizeWithPrecision(float64(rep.GC.Bytes), 3), rep.GC.Blobs)
+				if rep.GC.Held > 0 {
+					msg += fmt.Sprintf("; %s more stay on disk in the build cache until 'sealos prune'", units.HumanSizeWithPrecision(float64(rep.GC.Held), 3))
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), msg)
 			}
 			return rerr
 		},
