@@ -74,6 +74,9 @@ type Options struct {
 	// LocalOnly refuses a FROM image that no named context provides (the local store),
 	// instead of pulling it: --pull never.
 	LocalOnly bool
+	// DirectPaths are the context paths ("/registry") whose COPY may take the transferred
+	// files as the layer (see DirectPaths and ConvertOptions.DirectPath).
+	DirectPaths map[string]bool
 }
 
 // Build is BuildFunc(Options{}): the Kubefile and every option come from the frontend
@@ -160,6 +163,8 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 			TargetPlatform:  platform,
 			BuildPlatform:   buildPlatform,
 			Context:         mainCtx,
+			ContextPath:     contextPath(ctx, bc, mainCtx),
+			DirectPath:      func(p string) bool { return opts.DirectPaths[p] },
 			Images:          images,
 			SourceDateEpoch: epoch,
 			NoCache:         bc.IsNoCache(""),
@@ -222,6 +227,24 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 		}
 	}
 	return rb.Finalize()
+}
+
+// contextPath gives the context's path p alone: its own transfer, with the .dockerignore
+// rules of the whole context, so what is copied is sent once and nothing else is.
+func contextPath(ctx context.Context, bc *dockerui.Client, whole *llb.State) func(string) llb.State {
+	return func(p string) llb.State {
+		if p == "/" {
+			return *whole
+		}
+		st, err := bc.MainContext(ctx,
+			llb.IncludePatterns([]string{strings.TrimPrefix(p, "/")}),
+			llb.SharedKeyHint("context:"+p),
+			llb.WithCustomName("[internal] load build context "+p))
+		if err != nil {
+			return *whole
+		}
+		return *st
+	}
 }
 
 // loadKubefile returns the parsed Kubefile from opts or the LocalKubefile mount.

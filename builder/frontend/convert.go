@@ -76,6 +76,12 @@ type ConvertOptions struct {
 	BuildPlatform *ocispecs.Platform
 	// Context is the build context; nil means llb.Local("context").
 	Context *llb.State
+	// ContextPath, when set, is the context's path p alone, transferred by itself: a COPY
+	// of p then neither waits for nor stores the rest of the context. DirectPath says for
+	// which COPY sources the caller checked that the context holds them as plain files or
+	// directories (no symlink on the way, which only the whole context resolves).
+	ContextPath func(p string) llb.State
+	DirectPath  func(p string) bool
 	// Images resolves FROM and COPY --from images; nil allows only scratch and stages.
 	Images ImageSource
 	// SourceDateEpoch, when set, is the image's created time (and its history's), for
@@ -708,7 +714,11 @@ func (c *converter) copy(ctx context.Context, st *stageState, cmd *kubefile.Copy
 			add(llb.HTTP(s.Path, hopts...), name, &llb.CopyInfo{Mode: chmod, CreateDestPath: true})
 		default:
 			p := path.Clean("/" + s.Path)
-			add(src, p, &llb.CopyInfo{
+			from := src
+			if cmd.From == "" && c.opt.ContextPath != nil && c.opt.DirectPath != nil && c.opt.DirectPath(p) {
+				from = c.opt.ContextPath(p) // only this path is transferred
+			}
+			add(from, p, &llb.CopyInfo{
 				Mode:                chmod,
 				FollowSymlinks:      true,
 				CopyDirContentsOnly: true,

@@ -499,7 +499,8 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		Frontend: frontend.BuildFunc(frontend.Options{
 			File: kf, Source: src, Filename: file, Annotations: annotations,
 			Env: env, Squash: f.squash, LocalOnly: mode == "never",
-			Warn: func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
+			DirectPaths: frontend.DirectPaths(kf, contextDir),
+			Warn:        func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
 		}),
 		Progress:    f.progress,
 		ProgressOut: cmd.ErrOrStderr(),

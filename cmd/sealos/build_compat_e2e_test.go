@@ -446,3 +446,17 @@ func TestRegistryImagesRendersTemplatesWithKubefileEnv(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(ctx, "manifests", "pod.yaml.tmpl"), []byte("kind: Pod\nspec:\n  containers:\n  - image: {{ .REGISTRY }}/team/tool:v3\n"), 0o644))
 	assert.Contains(t, mustSealos(t, nil, "", "registry", "images", ctx).stdout, "hub.example.com/team/tool:v3")
 }
+
+// A COPY of a path transfers that path only: the rest of the context (here 8 MiB nobody
+// copies) is neither sent to the engine nor stored in its cache.
+func TestBuildTransfersOnlyCopiedPaths(t *testing.T) {
+	e := newCompatEnv(t, "FROM scratch\nCOPY charts charts\nCOPY a.txt /a.txt\n")
+	e.write("charts/app/Chart.yaml", "name: app\n")
+	e.write("unused/big", strings.Repeat("x", 8<<20))
+	r := e.must("build", "--progress", "plain", "-t", "only:v1", e.ctx)
+	assert.NotContains(t, r.stderr, "MB", "nothing of megabytes is transferred:\n"+r.stderr)
+	assert.ElementsMatch(t, []string{"a.txt", "charts/app/Chart.yaml"}, e.files("only:v1"))
+	// unchanged: every step from the cache
+	again := e.build("-t", "only:v1")
+	assert.Equal(t, again.Steps, again.Cached)
+}
