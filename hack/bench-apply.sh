@@ -101,6 +101,7 @@ got=$(cd "$(node_dir 3)/data/bench/rootfs" && find . -type f ! -name .done | sor
 [ "$want" = "$got" ] || { echo "bench-apply: node3's rootfs differs from the source" >&2; exit 1; }
 
 echo "bench-apply: $files files, $size MiB to 3 nodes; $RUNS runs, tools alternating first; $(bench_cache_state); every timed command ends with sync"
+bench_note bench-apply "peer: $(ssh -V 2>&1)"
 bench_result bench-apply "ship to 3 nodes (first run)" "scp -r, 3 nodes at once" "$T/run.ours" "$T/run.peer" "$T/run.floor" \
 	"sealos: plan + ship; floor: tar -c | ssh tar -x, 3 nodes at once, + sync"
 bench_result bench-apply "unchanged re-run" "-" "$T/rerun.ours" - - "no peer: scp has no incremental mode"

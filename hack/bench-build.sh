@@ -11,7 +11,7 @@
 #           an unchanged rebuild redoes everything (that is what sealos v5 runs).
 # "cold" starts from empty state (engine cache and store / containers-storage). Before every
 # timed build: `sync` and, as root, the page cache dropped (hack/bench-lib.sh), so both tools
-# read the context from the same cold cache. Every run alternates which tool goes first.
+# read the context from the same cold cache; every timed build ends with `sync` (timed). Every run alternates which tool goes first.
 # The figure is the median of the per-run ratios buildah/sealos (wall time).
 # Floor lines: the same context through `tar -c | zstd -1 > file; sync` (what the zstd-1
 # cold build has to do at least) and `tar -c > file; sync` (the uncompressed build).
@@ -132,6 +132,7 @@ cp "$T/floor-zstd" "$T/cold.floor"; cp "$T/floor-tar" "$T/cold-u.floor"; cp "$T/
 echo
 echo "bench-build: $((bytes / 1024 / 1024)) MB context, $files files; $RUNS runs, tools alternating first; $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 echo "  $(bench_cache_state); times are medians, ratio = median of per-run buildah/sealos wall times (above 1: sealos is faster)"
+bench_note bench-build "peer: $(buildah --version)"
 bench_result bench-build "cold build (sealos zstd-1 layers)" "buildah bud --layers (overlay)" "$T/cold.ours" "$T/cold.peer" "$T/cold.floor" \
 	"sealos writes zstd-1 layers, buildah uncompressed ones; floor: tar | zstd -1 > file; sync"
 bench_result bench-build "cold build (sealos uncompressed layers)" "buildah bud --layers (overlay)" "$T/cold-u.ours" "$T/cold-u.peer" "$T/cold-u.floor" \

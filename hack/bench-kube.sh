@@ -12,6 +12,7 @@
 # the internet, neither of which this machine has, so the floor line is the comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/bench-lib.sh # for bench_result only: the timing below is this script's own
 BIN=$(realpath "${1:-bin/sealos}")
 RUNS=${BENCH_RUNS:-1}
 [ "$(id -u)" = 0 ] || { echo "bench-kube: needs root (test hosts, embedded BuildKit)" >&2; exit 1; }
@@ -52,9 +53,11 @@ bench() {
 		"$BIN" run "$kube" "$app" --cluster bench --masters "$m" --nodes "$w" -i "$NODES_KEY" >/dev/null 2>"$WORK/run.log" ||
 			{ tail -40 "$WORK/run.log" >&2; exit 1; }
 		local total; total=$(since "$t0")
+		echo "$total" >>"$WORK/ready-$masters-$nodes"
 		t0=$(now)
 		"$BIN" run "$kube" "$app" --cluster bench >/dev/null 2>"$WORK/rerun.log"
 		local rerun; rerun=$(since "$t0")
+		echo "$rerun" >>"$WORK/rerun-$masters-$nodes"
 		local l=$WORK/run.log
 		printf '%s+%s run %s: Ready with the app in %ss (ship %ss, registry %ss, scripts %ss, kubeadm init %ss, joins %ss, network %ss, wait Ready %ss, app %ss); unchanged re-run %ss\n' \
 			"$masters" "$nodes" "$run" "$total" "$(step "$l" ship)" "$(step "$l" registry)" "$(step "$l" scripts)" \
@@ -74,9 +77,15 @@ bench() {
 				"root@$ip" 'mkdir -p /var/lib/sealos/floor && tar -x -C /var/lib/sealos/floor -f - && sync' &
 		done
 		wait
-		printf '%s+%s floor (ship): tar | ssh of the rootfs (%s MiB) to %s hosts at once: %ss\n' "$masters" "$nodes" "$mib" "$n" "$(since "$t0")"
+		local floor_s; floor_s=$(since "$t0")
+		echo "$floor_s" >>"$WORK/floor-$masters-$nodes"
+		printf '%s+%s floor (ship): tar | ssh of the rootfs (%s MiB) to %s hosts at once: %ss\n' "$masters" "$nodes" "$mib" "$n" "$floor_s"
 		testdata/nodes.sh stop >/dev/null 2>&1
 	done
+	# Machine-readable lines (hack/bench-all.sh): no peer; the floor is the ship step's.
+	bench_result bench-kube "$masters+$nodes: run to every node Ready" - "$WORK/ready-$masters-$nodes" - "$WORK/floor-$masters-$nodes" \
+		"no peer tool; floor: tar | ssh of the rootfs to every host at once (the ship step only)"
+	bench_result bench-kube "$masters+$nodes: unchanged re-run" - "$WORK/rerun-$masters-$nodes" - -
 }
 
 bench 1 1

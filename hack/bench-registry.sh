@@ -2,12 +2,21 @@
 # bench-registry: push and pull, in one run, (a) 1 GiB in four layers and (b) 64 layers of
 # 1 MiB, with sealos against the hub (`sealos registry serve`) and with crane against the
 # stock distribution registry, both on a filesystem directory of the same disk. Prints
-# seconds, MB/s and the ratio (stock time / sealos time: > 1 means sealos is faster), each
-# run's ratio of the back-to-back pair with their median, and
-# the time of a re-push of an unchanged image.
+# median seconds and MB/s, each run's ratio (crane time / sealos time of the back-to-back
+# pair: > 1 means sealos is faster) with their median, the time of a re-push of an
+# unchanged image, and floor lines (the large layers written with dd + fsync, and read back
+# with O_DIRECT).
+#
+# Concurrency: sealos push/pull move 8 blobs at once by default (-j), crane 4 (ggcr's
+# remote default; `crane push` and `crane pull` have no flag to change it), so the default
+# rows favour sealos wherever more streams help; the "-j 4" rows run sealos at crane's 4.
+# Before every timed command: `sync` and, as root, the page cache dropped
+# (hack/bench-lib.sh), and a `sync` at its end, inside the time; the tools take turns at
+# going first.
 #
 # usage: hack/bench-registry.sh SEALOS_BIN
-# env: BENCH_RUNS (default 3), BENCH_VERBOSE=1 prints every timing, BENCH_KEEP=1 keeps the data
+# env: BENCH_RUNS (or RUNS, default 3), LARGE (default 4x256MiB), SMALL (default 64x1MiB),
+# BENCH_VERBOSE=1 prints every timing, BENCH_KEEP=1 keeps the data
 # needs: crane and registry (distribution) in PATH or $(go env GOPATH)/bin:
 #   go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 #   go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
@@ -16,12 +25,13 @@ set -euo pipefail
 SEALOS=${1:?usage: $0 SEALOS_BIN}
 SEALOS=$(readlink -f "$SEALOS")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/hack/bench-lib.sh"
 export PATH="$PATH:$(go env GOPATH)/bin"
 for t in crane registry; do
 	command -v "$t" >/dev/null || { echo "bench-registry: $t not found; see the header of $0" >&2; exit 1; }
 done
 
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/bench-registry.XXXXXX)}
+WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-registry.XXXXXX")}
 mkdir -p "$WORK"
 PIDS=()
 cleanup() {
@@ -47,7 +57,8 @@ median() { sort -n | awk '{ r[NR] = $1 } END { printf "%.2f", (NR % 2) ? r[(NR +
 
 echo "== preparing data in $WORK"
 go build -o "$WORK/benchdata" "$HERE/hack/benchdata"
-"$WORK/benchdata" -out "$WORK/layouts" -store "$WORK/root" -ref-prefix "bench/" >"$WORK/images.txt"
+"$WORK/benchdata" -out "$WORK/layouts" -store "$WORK/root" -ref-prefix "bench/" \
+	-images "large=${LARGE:-4x256MiB},small=${SMALL:-64x1MiB}" >"$WORK/images.txt"
 cat "$WORK/images.txt"
 
 # The hub (sealos) and the stock distribution registry, each on its own empty directory.
@@ -87,18 +98,19 @@ REPORTED=/sys/module/page_reporting/parameters/reported_kib
 reported_kib() { cat "$REPORTED" 2>/dev/null || echo 0; }
 reported_at_start=$(reported_kib)
 
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-${RUNS:-3}}
 declare -A T
 size_of() { du -sb "$WORK/layouts/$1/blobs" | awk '{print $1}'; }
-# run KEY CMD...: times CMD and keeps the best of all runs under KEY (the machine is shared,
-# so the minimum is the figure least disturbed by others; both tools get the same chance).
+# run KEY CMD...: times CMD (settled before, synced at the end), appends the time to
+# $WORK/KEY.times and keeps the best of all runs under KEY.
 run() {
 	local key=$1; shift
 	[ -z "${BEFORE:-}" ] || eval "$BEFORE"
-	sync
+	bench_settle
 	local s e t
 	s=$(now)
 	"$@" >"$WORK/$key.out" 2>"$WORK/$key.err" || { echo "FAILED: $*" >&2; cat "$WORK/$key.err" >&2; exit 1; }
+	sync
 	e=$(now)
 	t=$(secs "$s" "$e")
 	[ -z "${BENCH_VERBOSE:-}" ] || echo "   $key: $t s" >&2
@@ -111,21 +123,29 @@ for r in $(seq "$RUNS"); do
 	# Each run pushes to new repositories, so every blob is sent again. The tools take
 	# turns at going first: this disk slows down as a run writes more, and the first
 	# writer of a run has the faster disk.
-	pair() { # pair KEY SEALOS_CMD... -- CRANE_CMD...
+	# pair KEY SEALOS_CMD... -- CRANE_CMD... [-- SEALOS_J4_CMD...]: odd runs sealos, (sealos
+	# -j 4,) crane; even runs the other way round.
+	pair() {
 		local key=$1; shift
-		local s=() c=()
+		local s=() c=() j=()
 		while [ "$1" != "--" ]; do s+=("$1"); shift; done
 		shift
-		c=("$@")
+		while [ $# -gt 0 ] && [ "$1" != "--" ]; do c+=("$1"); shift; done
+		if [ $# -gt 0 ]; then shift; j=("$@"); fi
 		if [ $((r % 2)) -eq 1 ]; then
-			run "sealos-$key" "${s[@]}"; run "crane-$key" "${c[@]}"
+			run "sealos-$key" "${s[@]}"
+			[ ${#j[@]} -eq 0 ] || run "sealosj4-$key" "${j[@]}"
+			run "crane-$key" "${c[@]}"
 		else
-			run "crane-$key" "${c[@]}"; run "sealos-$key" "${s[@]}"
+			run "crane-$key" "${c[@]}"
+			[ ${#j[@]} -eq 0 ] || run "sealosj4-$key" "${j[@]}"
+			run "sealos-$key" "${s[@]}"
 		fi
 	}
 	for img in large small; do
 		pair "push-$img" "$SEALOS" --root "$WORK/root" push -q "bench/$img:v1" "$HUB/bench/$img-$r:v1" \
-			-- crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1"
+			-- crane push --insecure "$WORK/layouts/$img" "$STOCK/bench/$img-$r:v1" \
+			-- "$SEALOS" --root "$WORK/root" push -q -j 4 "bench/$img:v1" "$HUB/bench/$img-j4-$r:v1"
 	done
 	# Before each pull (untimed), the last pull's output is deleted, so both tools of a
 	# pair write into memory in the same state: the second no longer runs with the
@@ -134,7 +154,8 @@ for r in $(seq "$RUNS"); do
 	BEFORE='rm -rf "$WORK/pullroot" "$WORK/cranepull"'
 	for img in large small; do
 		pair "pull-$img" "$SEALOS" --root "$WORK/pullroot" pull -q "$HUB/bench/$img-$r:v1" \
-			-- crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull"
+			-- crane pull --insecure --format oci "$STOCK/bench/$img-$r:v1" "$WORK/cranepull" \
+			-- "$SEALOS" --root "$WORK/pullroot" pull -q -j 4 "$HUB/bench/$img-j4-$r:v1"
 	done
 	BEFORE=
 	# the small pull once more, untimed, for the time it takes inside sealos (after
@@ -143,10 +164,10 @@ for r in $(seq "$RUNS"); do
 	"$SEALOS" --root "$WORK/pullroot" --debug pull -q "$HUB/bench/small-$r:v1" 2>&1 >/dev/null |
 		grep -o 'pull: done.*elapsed=[0-9.]*[mµ]*s' | sed 's/.*elapsed=//' >>"$WORK/pull-inner.txt" || true
 	rm -rf "$WORK/pullroot"
-	run "sealos-repush-small" "$SEALOS" --root "$WORK/root" --debug push -q "bench/small:v1" "$HUB/bench/small-$r:v1"
+	pair "repush-small" "$SEALOS" --root "$WORK/root" --debug push -q "bench/small:v1" "$HUB/bench/small-$r:v1" \
+		-- crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small-$r:v1"
 	# the push itself, without process start: from the debug log of that run
 	grep -o 'manifest already.*elapsed=[0-9.]*[mµ]*s' "$WORK/sealos-repush-small.err" | sed 's/.*elapsed=//' >>"$WORK/repush-inner.txt" || true
-	run "crane-repush-small" crane push --insecure "$WORK/layouts/small" "$STOCK/bench/small-$r:v1"
 	# References, measured in the same run: the large image's layers copied with dd and
 	# one fsync each at the end (what a registry that writes first and syncs last costs on
 	# this disk), and process start.
@@ -172,28 +193,26 @@ for img in large small; do
 done
 
 echo
-printf '%-28s %10s %10s %10s %10s %8s\n' "operation" "bytes" "sealos s" "MB/s" "crane s" "ratio"
+echo "bench-registry: $RUNS runs, tools taking turns at going first; $(bench_cache_state)"
+echo "  times are medians; ratio = median of the per-run crane/sealos ratios (> 1: sealos is faster)"
+bench_note bench-registry "peer: crane $(crane version), $(registry --version 2>/dev/null | head -1)"
 for op in push pull; do
 	for img in large small; do
 		b=$(size_of "$img")
-		s=${T[sealos-$op-$img]}
-		c=${T[crane-$op-$img]}
-		awk -v op="$op" -v img="$img" -v b="$b" -v s="$s" -v c="$c" 'BEGIN{
-			printf "%-28s %10d %10.3f %10.1f %10.3f %7.2fx\n", op " " img, b, s, b/s/1e6, c, c/s }'
-		awk -v b="$b" -v c="$c" 'BEGIN{ printf "%-28s %10s %10s %10.1f   (crane + distribution registry)\n", "", "", "", b/c/1e6 }'
+		fl=-
+		[ "$img" != large ] || { [ "$op" = push ] && fl=$WORK/ref-disk.times || fl=$WORK/ref-disk-read.times; }
+		fn="floor: dd of the large layers, in parallel, conv=fsync"
+		[ "$op" = push ] || fn="floor: the large layers read from the hub's disk with dd iflag=direct, in parallel"
+		mbs() { awk -v b="$b" -v s="$(bench_med "$1")" 'BEGIN{ if (s > 0) printf "%.1f", b/s/1e6 }'; }
+		note="$b bytes; sealos $(mbs "$WORK/sealos-$op-$img.times") MB/s, crane $(mbs "$WORK/crane-$op-$img.times") MB/s; favours sealos: 8 blobs at once against crane's 4"
+		[ "$img" != large ] || note="$note; $fn"
+		bench_result bench-registry "$op $img" "crane + distribution" "$WORK/sealos-$op-$img.times" "$WORK/crane-$op-$img.times" "$fl" "$note"
+		bench_result bench-registry "$op $img, sealos -j 4" "crane + distribution (4 at once)" "$WORK/sealosj4-$op-$img.times" "$WORK/crane-$op-$img.times" "$fl" \
+			"equal concurrency; sealos $(mbs "$WORK/sealosj4-$op-$img.times") MB/s"
 	done
 done
-# The two tools of a pair run back to back, so a pair's ratio is the figure least moved by
-# the machine's swings between runs: per-run ratios and their median.
-for op in push pull; do
-	for img in large small; do
-		ratios=$(paste "$WORK/crane-$op-$img.times" "$WORK/sealos-$op-$img.times" | awk '{ printf "%.2f\n", $1 / $2 }')
-		median=$(median <<<"$ratios")
-		printf '%-28s per-run ratios: %s (median %sx)\n' "$op $img" "$(sed 's/$/x/' <<<"$ratios" | tr '\n' ' ')" "$median"
-	done
-done
-printf '%-28s %10s %10.3f %10s %10.3f %7s\n' "re-push unchanged small" "-" "${T[sealos-repush-small]}" "-" "${T[crane-repush-small]}" \
-	"$(awk -v s="${T[sealos-repush-small]}" -v c="${T[crane-repush-small]}" 'BEGIN{printf "%.2fx", c/s}')"
+bench_result bench-registry "re-push unchanged small" "crane + distribution" "$WORK/sealos-repush-small.times" "$WORK/crane-repush-small.times" - \
+	"includes process start and the registry handshake"
 [ -s "$WORK/pull-inner.txt" ] && echo "pull small inside sealos (after process start), per run: $(tr '\n' ' ' <"$WORK/pull-inner.txt")"
 # The small pull with each tool's process start (its best `version` time: a single start
 # can swing by 100 ms here) taken off: what the transfer costs, apart from the ~20 ms
@@ -205,14 +224,13 @@ printf '%-28s per-run ratios: %s(median %sx)\n' "pull small - process start" "$(
 	"$(median <<<"$ratios")"
 [ -s "$WORK/repush-inner.txt" ] && echo "re-push inside sealos (connect + one manifest HEAD), per run: $(tr '\n' ' ' <"$WORK/repush-inner.txt")"
 awk -v d="${T[ref-disk]}" -v s="${T[sealos-push-large]}" -v c="${T[crane-push-large]}" -v b="$(size_of large)" 'BEGIN{
-	printf "disk: the large layers copied with dd conv=fsync (in parallel, one fsync each at the end): %.3f s (%.1f MB/s); push large takes %.2fx that with sealos, %.2fx with crane\n", d, b/d/1e6, s/d, c/d }'
+	printf "disk (best runs): the large layers copied with dd conv=fsync (in parallel, one fsync each at the end): %.3f s (%.1f MB/s); push large takes %.2fx that with sealos, %.2fx with crane\n", d, b/d/1e6, s/d, c/d }'
 awk -v d="${T[ref-disk-read]}" -v s="${T[sealos-pull-large]}" -v b="$(size_of large)" 'BEGIN{
-	printf "disk: the same layers read from the hub'"'"'s disk with dd iflag=direct (in parallel): %.3f s (%.1f MB/s); pull large takes %.2fx that with sealos (the hub staged them with O_DIRECT: a first pull reads them from the disk, crane'"'"'s from the page cache)\n", d, b/d/1e6, s/d }'
+	printf "disk: the same layers read from the hub'"'"'s disk with dd iflag=direct (in parallel): %.3f s (%.1f MB/s); pull large takes %.2fx that with sealos (best runs; the page cache is dropped before every timed command unless BENCH_DROP_CACHES=0, so both tools'"'"' pulls read the blobs from the disk)\n", d, b/d/1e6, s/d }'
 awk -v s="${T[ref-start-sealos]}" -v c="${T[ref-start-crane]}" 'BEGIN{
 	printf "process start (version): sealos %.0f ms, crane %.0f ms\n", s*1000, c*1000 }'
 if [ -r "$REPORTED" ]; then
 	awk -v k=$(($(reported_kib) - reported_at_start)) 'BEGIN{
 		printf "free page reporting: this VM gave %.1f GiB of freed memory back to its host during the run (see the note above reported_kib() in this script)\n", k/1048576 }'
 fi
-echo "(best of $RUNS runs each; re-push times include process start and the registry handshake;"
-echo " targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"
+echo "(targets: large push >= 1.5x, small push and pull >= 2x, re-push < 50 ms)"

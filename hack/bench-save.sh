@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
 # bench-save: save 10 images (~1 GB) from a local upstream hub with `sealos registry save`
-# and with one `skopeo copy` per image in a row, in the same run, cold and with nothing
-# changed, and print both times and the ratio.
+# and with skopeo, in the same run, cold and with nothing changed, and print the times and
+# the ratios.
 #
-# Peer (the ratio): `skopeo copy docker://UPSTREAM/img dir:DIR` for each image, one after
-# the other: the dir: transport stores manifests and blobs as they are (no recompression,
-# digests kept, every blob verified): the cheapest way for skopeo to put the same bytes on
-# disk. skopeo has no incremental mode for dir:, so its "nothing changed" run copies
-# everything again. Also shown: `skopeo copy --preserve-digests docker://UPSTREAM/img
-# docker://HUB2/img` into a second hub, which produces the same artifact as `registry save`
-# (a served distribution directory) and skips blobs the hub already has.
+# Peers, each at least at sealos' concurrency (--max-pull-procs, default 8 blobs at once):
+#   - `skopeo sync --src yaml --dest dir` of every image in one invocation: skopeo's own
+#     tool for the job (it copies one image, and in a dir: destination one blob, at a time:
+#     skopeo 1.9 has no concurrency flag, so this row still favours sealos);
+#   - `skopeo copy docker://UPSTREAM/img dir:DIR`, one per image, 8 at once (a dir:
+#     destination takes one blob at a time, so 8 processes move 8 blobs at once, as sealos
+#     does): stores manifests and blobs as they are (no recompression, digests kept, every
+#     blob verified), the cheapest way for skopeo to put the same bytes on disk; skopeo has
+#     no incremental mode for dir:, so its "nothing changed" run copies everything again;
+#   - `skopeo copy --preserve-digests docker://UPSTREAM/img docker://HUB2/img`, 8 at once,
+#     into a second hub (a fresh one every run): the same artifact as `registry save` (a
+#     served distribution directory), and it skips blobs the hub already has.
+# Before every timed command: `sync` and, as root, the page cache dropped
+# (hack/bench-lib.sh), and a `sync` at its end, inside the time; sealos and the skopeo peers alternate going first; RUNS runs
+# (default 3), the ratio is the median of the per-run ratios skopeo/sealos.
+# Floor line: the same blobs through `cp` + `sha256sum` + `sync`.
 #
-# usage: hack/bench-save.sh [path/to/sealos]   (env: IMAGES=10 MB_PER_IMAGE=100 KEEP=1)
+# usage: hack/bench-save.sh [path/to/sealos]
+# env: IMAGES=10 MB_PER_IMAGE=100 RUNS=3 (or BENCH_RUNS) JOBS=8 KEEP=1
 set -euo pipefail
 
 SEALOS=${1:-bin/sealos}
 SEALOS=$(cd "$(dirname "$SEALOS")" && pwd)/$(basename "$SEALOS")
 IMAGES=${IMAGES:-10}
 MB=${MB_PER_IMAGE:-100}
+RUNS=${BENCH_RUNS:-${RUNS:-3}}
+JOBS=${JOBS:-8}
+. "$(dirname "$0")/bench-lib.sh"
 command -v skopeo >/dev/null || { echo "bench-save: skopeo is needed (apt-get install skopeo)" >&2; exit 1; }
 [ -x "$SEALOS" ] || { echo "bench-save: $SEALOS is not built (make build)" >&2; exit 1; }
 
@@ -91,48 +104,64 @@ mkdir -p "$CTX/images/shim"
 for r in "${REFS[@]}"; do echo "$UPSTREAM/${r%@*}"; done >"$CTX/images/shim/bench"
 sync
 
-skopeo_all() {
-	for r in "${REFS[@]}"; do
-		name=${r%@*}
-		skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$UPSTREAM/$name" "dir:$W/skopeo/${name//\//_}" >/dev/null
-	done
+T=$W/times
+mkdir -p "$T"
+skopeo_dir() { # copy every image to dir:, JOBS at once
+	for r in "${REFS[@]}"; do echo "${r%@*}"; done |
+		xargs -P "$JOBS" -I{} sh -c 'n={}; skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$0/$n" "dir:$1/$(echo "$n" | tr / _)" >/dev/null' "$UPSTREAM" "$W/skopeo"
+}
+cat >"$W/sync.yaml" <<YAML
+$UPSTREAM:
+  tls-verify: false
+  images:
+$(for r in "${REFS[@]}"; do n=${r%@*}; echo "    ${n%:*}: [${n##*:}]"; done)
+YAML
+skopeo_sync() { skopeo --insecure-policy sync --preserve-digests --src yaml --dest dir "$W/sync.yaml" "$W/skopeo-sync" >/dev/null; }
+skopeo_hub() { # copy every image into the second hub, JOBS at once
+	for r in "${REFS[@]}"; do echo "${r%@*}"; done |
+		xargs -P "$JOBS" -I{} skopeo --insecure-policy copy -q --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
+			"docker://$UPSTREAM/{}" "docker://$HUB2/{}"
 }
 sealos_save() {
-	"$SEALOS" --root "$W/root" registry save "$CTX" 2>>"$W/save.log" >/dev/null
+	"$SEALOS" --root "$W/root" registry save --max-pull-procs "$JOBS" "$CTX" 2>>"$W/save.log" >/dev/null
 }
+HUB2_PID=
+start_hub2() { # a fresh second hub on an empty directory
+	[ -z "$HUB2_PID" ] || { kill "$HUB2_PID"; wait "$HUB2_PID" 2>/dev/null || true; }
+	rm -rf "$W/hub2"
+	local port; port=$(free_port)
+	"$SEALOS" registry serve filesystem "$W/hub2" --address 127.0.0.1 --port "$port" 2>"$W/hub2.log" &
+	HUB2_PID=$!
+	PIDS+=($!)
+	for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+	HUB2=127.0.0.1:$port
+}
+floor() { cp -r "$V2/blobs" "$W/floor" && find "$W/floor" -type f -print0 | xargs -0 sha256sum >/dev/null; }
 
 echo "upstream: $IMAGES images, ${TOTAL} MB on $UPSTREAM" >&2
-
-echo "cold: skopeo copy x$IMAGES ..." >&2
-mkdir -p "$W/skopeo"
-t0=$(now); skopeo_all; t1=$(now); SK_COLD=$(elapsed "$t0" "$t1")
-sync
-echo "cold: sealos registry save ..." >&2
-t0=$(now); sealos_save; t1=$(now); SE_COLD=$(elapsed "$t0" "$t1")
-sync
-
-# The same artifact with skopeo: a second hub's directory.
-HPORT=$(free_port)
-"$SEALOS" registry serve filesystem "$W/hub2" --address 127.0.0.1 --port "$HPORT" 2>"$W/hub2.log" &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$HPORT/v2/" >/dev/null && break; sleep 0.1; done
-skopeo_hub() {
-	for r in "${REFS[@]}"; do
-		name=${r%@*}
-		skopeo --insecure-policy copy -q --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
-			"docker://$UPSTREAM/$name" "docker://127.0.0.1:$HPORT/$name" >/dev/null
-	done
+ours() {
+	rm -rf "$W/root" "$CTX/registry"
+	bench_timed "$T/cold.ours" sealos_save
+	bench_timed "$T/warm.ours" sealos_save
 }
-echo "cold: skopeo copy x$IMAGES to a second hub ..." >&2
-t0=$(now); skopeo_hub; t1=$(now); SH_COLD=$(elapsed "$t0" "$t1")
-sync
-
-echo "nothing changed: skopeo copy x$IMAGES ..." >&2
-t0=$(now); skopeo_all; t1=$(now); SK_WARM=$(elapsed "$t0" "$t1")
-echo "nothing changed: skopeo copy x$IMAGES to a second hub ..." >&2
-t0=$(now); skopeo_hub; t1=$(now); SH_WARM=$(elapsed "$t0" "$t1")
-echo "nothing changed: sealos registry save ..." >&2
-t0=$(now); sealos_save; t1=$(now); SE_WARM=$(elapsed "$t0" "$t1")
+peers() {
+	rm -rf "$W/skopeo" "$W/skopeo-sync"; mkdir -p "$W/skopeo"
+	bench_timed "$T/cold.sync" skopeo_sync
+	# skopeo sync refuses to overwrite a dir: destination: emptied first (untimed)
+	rm -rf "$W/skopeo-sync"
+	bench_timed "$T/warm.sync" skopeo_sync
+	bench_timed "$T/cold.dir" skopeo_dir
+	bench_timed "$T/warm.dir" skopeo_dir
+	start_hub2
+	bench_timed "$T/cold.hub" skopeo_hub
+	bench_timed "$T/warm.hub" skopeo_hub
+	rm -rf "$W/skopeo" "$W/skopeo-sync"
+}
+for r in $(seq 1 "$RUNS"); do
+	echo "run $r of $RUNS ..." >&2
+	bench_order "$r" ours peers
+	bench_timed "$T/floor" floor; rm -rf "$W/floor"
+done
 
 # Check: every saved image, served by the hub, has its upstream digest.
 SPORT=$(free_port)
@@ -146,9 +175,14 @@ for r in "${REFS[@]}"; do
 	[ "$got" = "$want" ] || { echo "bench-save: $name saved with digest $got, upstream $want" >&2; exit 1; }
 done
 
-printf '\n%-34s %10s %10s %8s\n' "bench-save ($IMAGES images, ${TOTAL} MB)" "skopeo" "sealos" "ratio"
-printf '%-34s %9ss %9ss %8s\n' "cold" "$SK_COLD" "$SE_COLD" "$(ratio "$SK_COLD" "$SE_COLD")"
-printf '%-34s %9ss %9ss %8s\n' "nothing changed" "$SK_WARM" "$SE_WARM" "$(ratio "$SK_WARM" "$SE_WARM")"
-printf '%-34s %9ss %9ss %8s\n' "cold, skopeo to a 2nd hub" "$SH_COLD" "$SE_COLD" "$(ratio "$SH_COLD" "$SE_COLD")"
-printf '%-34s %9ss %9ss %8s\n' "nothing changed, skopeo to 2nd hub" "$SH_WARM" "$SE_WARM" "$(ratio "$SH_WARM" "$SE_WARM")"
-echo "peer: one 'skopeo copy docker://... dir:...' (rows 1-2) or '... docker://hub2/...' (rows 3-4) per image in a row; digests of all saved images checked" >&2
+echo
+echo "bench-save: $IMAGES images, ${TOTAL} MB; $RUNS runs, sealos and skopeo alternating first; $(bench_cache_state)"
+echo "  sealos --max-pull-procs $JOBS; times are medians, ratio = median of per-run skopeo/sealos; digests of all saved images checked"
+bench_note bench-save "peer: $(skopeo --version)"
+FL="floor: cp + sha256sum of the blobs + sync"
+bench_result bench-save "cold" "skopeo sync yaml to dir" "$T/cold.ours" "$T/cold.sync" "$T/floor" "favours sealos: skopeo sync copies one blob at a time; $FL"
+bench_result bench-save "cold" "skopeo copy to dir, $JOBS at once" "$T/cold.ours" "$T/cold.dir" "$T/floor" "$FL"
+bench_result bench-save "cold" "skopeo copy to a 2nd hub, $JOBS at once" "$T/cold.ours" "$T/cold.hub" "$T/floor" "same artifact; $FL"
+bench_result bench-save "nothing changed" "skopeo sync yaml to dir" "$T/warm.ours" "$T/warm.sync" - "skopeo sync will not overwrite dir:, so it runs on an emptied destination"
+bench_result bench-save "nothing changed" "skopeo copy to dir, $JOBS at once" "$T/warm.ours" "$T/warm.dir" - "skopeo copies everything again"
+bench_result bench-save "nothing changed" "skopeo copy to a 2nd hub, $JOBS at once" "$T/warm.ours" "$T/warm.hub" - "skopeo skips blobs the hub has"

@@ -11,14 +11,14 @@
 #           (sealos images  vs  buildah images)
 # buildah runs with the overlay driver (as bench-build does; vfs would copy every layer in
 # full). Before every timed command: `sync` and, as root, the page cache dropped
-# (hack/bench-lib.sh); the tools alternate going first from run to run; RUNS runs (default
+# (hack/bench-lib.sh), and a `sync` at its end, inside the time; the tools alternate going first from run to run; RUNS runs (default
 # 3), the ratio is the median of the per-run ratios buildah/sealos (> 1: sealos is faster).
 # Floor lines: the same bytes through `cp` + `sha256sum` + `sync` (load: the archive read,
 # hashed and written once) and `tar -c` of the OCI layout + `sync` (save).
 #
 # usage: hack/bench-store.sh SEALOS_BIN
 # env: RUNS (or BENCH_RUNS, default 3), LAYERS (default 4x256MiB: the large image),
-# SMALL (default 100 small images), BENCH_DIR, BENCH_KEEP=1
+# SMALL_IMAGES (default 100 small images), BENCH_DIR, BENCH_KEEP=1
 # needs: buildah and skopeo (Debian packages of the same names), Go to build the data
 # generator (hack/benchdata). Run as root (buildah's storage, dropping the page cache).
 set -euo pipefail
@@ -32,7 +32,7 @@ for t in buildah skopeo go; do
 done
 RUNS=${BENCH_RUNS:-${RUNS:-3}}
 LAYERS=${LAYERS:-4x256MiB}
-SMALL=${SMALL:-100}
+SMALL=${SMALL_IMAGES:-100}
 
 WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-store.XXXXXX")}
 mkdir -p "$WORK"
@@ -112,6 +112,7 @@ size=$(du -sm "$WORK/in.tar" | cut -f1)
 echo
 echo "== bench-store: $size MiB oci-archive ($LAYERS); $RUNS runs, tools alternating first; $(bench_cache_state)"
 echo "   times are medians; ratio = median of per-run buildah/sealos (> 1: sealos is faster)"
+bench_note bench-store "peer: $(buildah --version); $(skopeo --version) made the archives"
 P="buildah (overlay)"
 bench_result bench-store "load oci-archive (cold)" "$P pull" "$T/load.ours" "$T/load.peer" "$T/load.floor" "floor: cp + sha256sum of the archive + sync"
 bench_result bench-store "load again (unchanged)" "$P pull" "$T/reload.ours" "$T/reload.peer" -

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # bench-sync: copy 20 repositories (~1 GB: each bench/rNN with tag v1 = 3 x 16 MiB layers
 # and tag v2 = v1 + 1 MiB) from a source hub to an empty destination hub, in one run, with
-#   sealos registry sync SRC DST/sealos
-#   skopeo sync --src docker --dest docker SRC/bench/rNN DST/skopeo/bench   (once per repository)
-#   skopeo sync --src yaml --dest docker (every repository in one invocation, for reference)
-# cold (empty destination) and again with nothing changed. All hubs are `sealos registry
-# serve` on their own directories of the same disk. Prints seconds, MB/s and the ratio
-# (skopeo time / sealos time: > 1 means sealos is faster), then checks that every digest
-# arrived unchanged. Targets: cold >= 2x, nothing-changed sealos < 1 s.
+#   sealos registry sync SRC DST/sealos                 (--image-jobs 8, --jobs 8)
+#   skopeo sync --src docker --dest docker SRC/bench/rNN DST/skopeo/bench, one per
+#       repository, 8 at once (sealos' --image-jobs; each copies its layers in parallel)
+#   skopeo sync --src yaml --dest docker (every repository in one invocation: one image at
+#       a time, skopeo 1.9 has no flag for more, so this row favours sealos)
+# cold (empty destination: fresh hubs every run) and again with nothing changed. All hubs
+# are `sealos registry serve` on their own directories of the same disk. Before every timed
+# command: `sync` and, as root, the page cache dropped (hack/bench-lib.sh), and a `sync` at
+# its end, inside the time; sealos and the skopeo peers alternate going first; RUNS runs
+# (default 3), the ratio is the median of the per-run ratios skopeo/sealos (> 1 means
+# sealos is faster). Then checks that every digest arrived unchanged. Floor line: the
+# source's blobs through `cp` + `sha256sum` (+ sync). Targets: cold >= 2x, nothing-changed
+# sealos < 1 s.
 #
 # usage: hack/bench-sync.sh SEALOS_BIN        needs: skopeo, curl, python3
+# env: BENCH_REPOS (default 20), LAYER_SIZE (bytes, default 16 MiB), RUNS (or BENCH_RUNS,
+# default 3), JOBS (default 8), BENCH_DIR, BENCH_KEEP=1
 set -euo pipefail
 
 SEALOS=${1:?usage: $0 SEALOS_BIN}
@@ -17,8 +25,12 @@ SEALOS=$(readlink -f "$SEALOS")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 command -v skopeo >/dev/null || { echo "bench-sync: skopeo not found (apt-get install skopeo)" >&2; exit 1; }
 REPOS=${BENCH_REPOS:-20}
+RUNS=${BENCH_RUNS:-${RUNS:-3}}
+JOBS=${JOBS:-8}
+LAYER_SIZE=${LAYER_SIZE:-16777216}
+. "$HERE/hack/bench-lib.sh"
 
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/bench-sync.XXXXXX)}
+WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/bench-sync.XXXXXX")}
 mkdir -p "$WORK"
 PIDS=()
 cleanup() {
@@ -32,38 +44,30 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_up() { for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "registry $1 did not start" >&2; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
-hub() { # name -> host:port
+declare -A HUBPID
+hub() { # NAME: (re)start the hub NAME on an empty directory; sets HUB to its host:port
 	local port
+	[ -z "${HUBPID[$1]:-}" ] || { kill "${HUBPID[$1]}"; wait "${HUBPID[$1]}" 2>/dev/null || true; }
+	[ "$1" = src ] || rm -rf "${WORK:?}/$1"
 	port=$(free_port)
 	"$SEALOS" registry serve filesystem "$WORK/$1" --port "$port" --address 127.0.0.1 >"$WORK/$1.log" 2>&1 &
 	PIDS+=($!)
+	HUBPID[$1]=$!
 	wait_up "127.0.0.1:$port"
-	echo "127.0.0.1:$port"
+	HUB=127.0.0.1:$port
 }
 
-SRC=$(hub src)
-DST=$(hub dst)
-DSTY=$(hub dsty)
+hub src; SRC=$HUB
 echo "== seeding $REPOS repositories into $SRC"
-go run "$HERE/hack/benchsync" -registry "$SRC" -repos "$REPOS" >"$WORK/digests.txt"
+go run "$HERE/hack/benchsync" -registry "$SRC" -repos "$REPOS" -size "$LAYER_SIZE" >"$WORK/digests.txt"
 BYTES=$(du -sb "$WORK/src/docker/registry/v2/blobs" | awk '{print $1}')
 echo "   $(wc -l <"$WORK/digests.txt") tags, $BYTES bytes of blobs"
 
-declare -A T
-run() { # key cmd...
-	local key=$1; shift
-	sync
-	local s e
-	s=$(now)
-	"$@" >"$WORK/$key.out" 2>"$WORK/$key.err" || { echo "FAILED: $*" >&2; tail -20 "$WORK/$key.err" >&2; exit 1; }
-	e=$(now)
-	T[$key]=$(secs "$s" "$e")
-}
-skopeo_docker() {
-	for i in $(seq -f '%02g' 1 "$REPOS"); do
-		skopeo sync --preserve-digests --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false \
-			"$SRC/bench/r$i" "$DST/skopeo/bench"
-	done
+T=$WORK/times
+mkdir -p "$T"
+skopeo_docker() { # one skopeo sync per repository, JOBS at once
+	seq -f '%02g' 1 "$REPOS" | xargs -P "$JOBS" -I{} skopeo sync --preserve-digests --src docker --dest docker \
+		--src-tls-verify=false --dest-tls-verify=false "$SRC/bench/r{}" "$DST/skopeo/bench"
 }
 cat >"$WORK/sync.yaml" <<YAML
 $SRC:
@@ -74,11 +78,23 @@ YAML
 skopeo_yaml() {
 	skopeo sync --preserve-digests --src yaml --dest docker --dest-tls-verify=false "$WORK/sync.yaml" "$DSTY/skopeo-yaml"
 }
-
-for pass in cold unchanged; do
-	run "sealos-$pass" "$SEALOS" registry sync -q -o json "$SRC" "$DST/sealos"
-	run "skopeo-$pass" skopeo_docker
-	run "skopeoyaml-$pass" skopeo_yaml
+floor() { cp -r "$WORK/src/docker/registry/v2/blobs" "$WORK/floor" && find "$WORK/floor" -type f -print0 | xargs -0 sha256sum >/dev/null; }
+ours() {
+	bench_timed "$T/cold.ours" "$SEALOS" registry sync -q -o json --image-jobs "$JOBS" -j "$JOBS" "$SRC" "$DST/sealos"
+	bench_timed "$T/unchanged.ours" "$SEALOS" registry sync -q -o json --image-jobs "$JOBS" -j "$JOBS" "$SRC" "$DST/sealos"
+}
+peers() {
+	bench_timed "$T/cold.docker" skopeo_docker
+	bench_timed "$T/unchanged.docker" skopeo_docker
+	bench_timed "$T/cold.yaml" skopeo_yaml
+	bench_timed "$T/unchanged.yaml" skopeo_yaml
+}
+for r in $(seq 1 "$RUNS"); do
+	echo "== run $r of $RUNS"
+	hub dst; DST=$HUB
+	hub dsty; DSTY=$HUB
+	bench_order "$r" ours peers
+	bench_timed "$T/floor" floor; rm -rf "$WORK/floor"
 done
 
 # Digests must be identical everywhere.
@@ -88,7 +104,7 @@ while read -r ref digest; do
 		[ "$got" = "$digest" ] || { echo "digest mismatch at $where: want $digest, got '$got'" >&2; exit 1; }
 	done
 done <"$WORK/digests.txt"
-python3 - "$WORK/sealos-unchanged.out" <<'PY'
+python3 - "$T/unchanged.ours.out" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"sealos nothing-changed: {r['skipped']} tags skipped, {r['blobs']} blobs sent, "
@@ -96,16 +112,12 @@ print(f"sealos nothing-changed: {r['skipped']} tags skipped, {r['blobs']} blobs 
 PY
 
 echo
-printf '%-34s %10s %10s %10s %10s %8s\n' "sync of $REPOS repositories" "bytes" "sealos s" "MB/s" "skopeo s" "ratio"
-for pass in cold unchanged; do
-	s=${T[sealos-$pass]}
-	for peer in skopeo skopeoyaml; do
-		c=${T[$peer-$pass]}
-		label="$pass vs skopeo --src yaml"
-		[ "$peer" = skopeo ] && label="$pass vs skopeo --src docker"
-		awk -v l="$label" -v b="$BYTES" -v s="$s" -v c="$c" -v p="$pass" 'BEGIN{
-			mbs = (p == "cold") ? sprintf("%10.1f", b/s/1e6) : sprintf("%10s", "-")
-			printf "%-34s %10d %10.3f %s %10.3f %7.2fx\n", l, (p == "cold") ? b : 0, s, mbs, c, c/s }'
-	done
-done
-echo "(times include process start; targets: cold >= 2x faster than skopeo, nothing-changed sealos < 1 s)"
+echo "bench-sync: $REPOS repositories, $BYTES bytes of blobs; $RUNS runs, sealos and skopeo alternating first; $(bench_cache_state)"
+echo "  times include process start; medians; ratio = median of per-run skopeo/sealos (> 1: sealos is faster)"
+bench_note bench-sync "peer: $(skopeo --version)"
+mbs=$(awk -v b="$BYTES" -v s="$(bench_med "$T/cold.ours")" 'BEGIN{ if (s > 0) printf "%.1f", b/s/1e6 }')
+bench_result bench-sync "cold" "skopeo sync per repository, $JOBS at once" "$T/cold.ours" "$T/cold.docker" "$T/floor" "sealos $mbs MB/s; floor: cp + sha256sum of the source blobs"
+bench_result bench-sync "cold" "skopeo sync --src yaml (one invocation)" "$T/cold.ours" "$T/cold.yaml" "$T/floor" "favours sealos: skopeo copies one image at a time"
+bench_result bench-sync "nothing changed" "skopeo sync per repository, $JOBS at once" "$T/unchanged.ours" "$T/unchanged.docker" -
+bench_result bench-sync "nothing changed" "skopeo sync --src yaml (one invocation)" "$T/unchanged.ours" "$T/unchanged.yaml" -
+echo "(targets: cold >= 2x faster than skopeo, nothing-changed sealos < 1 s)"
