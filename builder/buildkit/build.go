@@ -143,30 +143,6 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	if opt.Store == nil {
 		return nil, errors.New("build: no image store")
 	}
-	ctxDir, err := filepath.Abs(opt.ContextDir)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(ctxDir); err != nil {
-		return nil, fmt.Errorf("build context: %w", err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("build context %s is not a directory", ctxDir)
-	}
-	file, err := filepath.Abs(opt.File)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(file); err != nil {
-		return nil, fmt.Errorf("kubefile: %w", err)
-	}
-	ctxFS, err := fsutil.NewFS(ctxDir)
-	if err != nil {
-		return nil, err
-	}
-	fileFS, err := fsutil.NewFS(filepath.Dir(file))
-	if err != nil {
-		return nil, err
-	}
 	// The export writes blobs straight into the store's layout; the lease keeps the
 	// store's GC off them until they are tagged.
 	release, err := opt.Store.Lease(ctx)
@@ -174,9 +150,62 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		return nil, err
 	}
 	defer release()
-	local, err := contentlocal.NewStore(opt.Store.Dir())
+	solveOpt, cs, err := e.solveOpt(ctx, opt)
 	if err != nil {
 		return nil, err
+	}
+	res, count, err := e.solve(ctx, opt, solveOpt)
+	if err != nil {
+		return nil, explain(err)
+	}
+	desc, err := exportedDescriptor(res.ExporterResponse)
+	if err != nil {
+		return nil, err
+	}
+	if len(opt.Tags) > 0 {
+		if err := opt.Store.TagDescriptor(ctx, toV1(desc), opt.Tags...); err != nil {
+			return nil, fmt.Errorf("build: tag the image: %w", err)
+		}
+	}
+	if n := cs.linked.Load(); n > 0 {
+		slog.Debug("build: blobs linked from the engine's content store", "blobs", n, "bytes", cs.linkedSize.Load())
+	}
+	steps, cached := count.result()
+	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil
+}
+
+// solveOpt is what the engine is asked: the context and Kubefile directories as locals,
+// the store as both the source of local FROM images and the export target, the frontend
+// attributes and the logins.
+func (e *Engine) solveOpt(ctx context.Context, opt BuildOptions) (client.SolveOpt, *linkingStore, error) {
+	var so client.SolveOpt
+	ctxDir, err := filepath.Abs(opt.ContextDir)
+	if err != nil {
+		return so, nil, err
+	}
+	if fi, err := os.Stat(ctxDir); err != nil {
+		return so, nil, fmt.Errorf("build context: %w", err)
+	} else if !fi.IsDir() {
+		return so, nil, fmt.Errorf("build context %s is not a directory", ctxDir)
+	}
+	file, err := filepath.Abs(opt.File)
+	if err != nil {
+		return so, nil, err
+	}
+	if _, err := os.Stat(file); err != nil {
+		return so, nil, fmt.Errorf("kubefile: %w", err)
+	}
+	ctxFS, err := fsutil.NewFS(ctxDir)
+	if err != nil {
+		return so, nil, err
+	}
+	fileFS, err := fsutil.NewFS(filepath.Dir(file))
+	if err != nil {
+		return so, nil, err
+	}
+	local, err := contentlocal.NewStore(opt.Store.Dir())
+	if err != nil {
+		return so, nil, err
 	}
 	cs := &linkingStore{Store: local, dir: opt.Store.Dir()}
 	if e.daemon != nil {
@@ -184,10 +213,38 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	}
 	images, err := localImages(ctx, opt.Store)
 	if err != nil {
-		return nil, err
+		return so, nil, err
 	}
+	exp, err := exportAttrs(opt)
+	if err != nil {
+		return so, nil, err
+	}
+	sum := sha256.Sum256([]byte(ctxDir))
+	so = client.SolveOpt{
+		Exports: []client.ExportEntry{{
+			Type:        client.ExporterOCI,
+			Attrs:       exp,
+			OutputStore: cs,
+		}},
+		LocalMounts:   map[string]fsutil.FS{LocalContext: ctxFS, LocalKubefile: fileFS},
+		OCIStores:     map[string]content.Store{StoreID: cs},
+		SharedKey:     hex.EncodeToString(sum[:8]),
+		FrontendAttrs: frontendAttrs(opt, filepath.Base(file), images),
+	}
+	if opt.Auth != nil {
+		so.Session = append(so.Session, authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (dockertypes.AuthConfig, error) {
+				return opt.Auth(host)
+			},
+		}))
+	}
+	return so, cs, nil
+}
 
-	attrs := map[string]string{AttrFilename: filepath.Base(file)}
+// frontendAttrs are the frontend's attributes: the Dockerfile frontend's names for the
+// build's options, and a named context for every image of the local store.
+func frontendAttrs(opt BuildOptions, filename string, images map[string]digest.Digest) map[string]string {
+	attrs := map[string]string{AttrFilename: filename}
 	for k, v := range opt.BuildArgs {
 		attrs[AttrBuildArg+k] = v
 	}
@@ -209,31 +266,12 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	for k, v := range opt.FrontendAttrs {
 		attrs[k] = v
 	}
+	return attrs
+}
 
-	exp, err := exportAttrs(opt)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256([]byte(ctxDir))
-	solveOpt := client.SolveOpt{
-		Exports: []client.ExportEntry{{
-			Type:        client.ExporterOCI,
-			Attrs:       exp,
-			OutputStore: cs,
-		}},
-		LocalMounts:   map[string]fsutil.FS{LocalContext: ctxFS, LocalKubefile: fileFS},
-		OCIStores:     map[string]content.Store{StoreID: cs},
-		SharedKey:     hex.EncodeToString(sum[:8]),
-		FrontendAttrs: attrs,
-	}
-	if opt.Auth != nil {
-		solveOpt.Session = append(solveOpt.Session, authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (dockertypes.AuthConfig, error) {
-				return opt.Auth(host)
-			},
-		}))
-	}
-
+// solve runs the build with the frontend in this process, showing BuildKit's progress
+// display and counting the steps (and cache hits) on the way.
+func (e *Engine) solve(ctx context.Context, opt BuildOptions, so client.SolveOpt) (*client.SolveResponse, *stepCounter, error) {
 	mode := opt.Progress
 	if mode == "" {
 		mode = string(progressui.AutoMode)
@@ -244,17 +282,16 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 	}
 	display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
 	if err != nil {
-		return nil, fmt.Errorf("--progress %s: %w", mode, err)
+		return nil, nil, fmt.Errorf("--progress %s: %w", mode, err)
 	}
-
 	ch := make(chan *client.SolveStatus)
 	dch := make(chan *client.SolveStatus)
-	var count stepCounter
+	count := &stepCounter{}
 	var res *client.SolveResponse
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
 		var err error
-		res, err = e.Client.Build(ectx, solveOpt, "sealos", opt.Frontend, ch)
+		res, err = e.Client.Build(ectx, so, "sealos", opt.Frontend, ch)
 		return err
 	})
 	eg.Go(func() error {
@@ -271,23 +308,9 @@ func (e *Engine) Build(ctx context.Context, opt BuildOptions) (*Result, error) {
 		return err
 	})
 	if err := eg.Wait(); err != nil {
-		return nil, explain(err)
+		return nil, nil, err
 	}
-
-	desc, err := exportedDescriptor(res.ExporterResponse)
-	if err != nil {
-		return nil, err
-	}
-	if len(opt.Tags) > 0 {
-		if err := opt.Store.TagDescriptor(ctx, toV1(desc), opt.Tags...); err != nil {
-			return nil, fmt.Errorf("build: tag the image: %w", err)
-		}
-	}
-	if n := cs.linked.Load(); n > 0 {
-		slog.Debug("build: blobs linked from the engine's content store", "blobs", n, "bytes", cs.linkedSize.Load())
-	}
-	steps, cached := count.result()
-	return &Result{Descriptor: desc, Tags: opt.Tags, Steps: steps, Cached: cached, ExporterResponse: res.ExporterResponse}, nil
+	return res, count, nil
 }
 
 // localImages are the named images of the store, each offered to the frontend as a named
