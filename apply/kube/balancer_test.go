@@ -84,14 +84,20 @@ func TestBalancerPassesHalfClose(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
+	// Every connection is answered: the balancer's probe dials the backend too, and the
+	// client's connection may come second (it waited forever when only one was accepted).
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				_, _ = c.Write(append([]byte("echo:"), b...))
+			}()
 		}
-		defer c.Close()
-		b, _ := io.ReadAll(c)
-		_, _ = c.Write(append([]byte("echo:"), b...))
 	}()
 	addr := startBalancer(t, ln.Addr().String())
 	c, err := net.Dial("tcp", addr)
