@@ -14,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cluster-image/sealos/internal/testtool"
 )
@@ -322,11 +321,7 @@ func TestBuildCompatManifestFlow(t *testing.T) {
 func TestBuildCompatPullAndCreds(t *testing.T) {
 	e := newCompatEnv(t, compatKubefile)
 	bin := sealosBin(t)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	require.NoError(t, err)
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	require.NoError(t, os.WriteFile(htpasswd, []byte("admin:"+string(hash)+"\n"), 0o600))
-	host := serveHub(t, bin, "--htpasswd", htpasswd)
+	host := loginHub(t, bin)
 	loggedIn := t.TempDir()
 	login := []string{"DOCKER_CONFIG=" + loggedIn}
 	noLogin := []string{"DOCKER_CONFIG=" + t.TempDir()}

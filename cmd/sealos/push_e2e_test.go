@@ -122,13 +122,19 @@ func TestPushPullEndToEnd(t *testing.T) {
 	assert.Contains(t, r.stderr, "apps/missing:v1")
 }
 
-func TestLoginLogoutEndToEnd(t *testing.T) {
-	bin := sealosBin(t)
+// loginHub serves a hub whose one user is admin, password s3cret.
+func loginHub(t *testing.T, bin string) string {
+	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	require.NoError(t, err)
 	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
 	require.NoError(t, os.WriteFile(htpasswd, []byte("admin:"+string(hash)+"\n"), 0o600))
-	host := serveHub(t, bin, "--htpasswd", htpasswd)
+	return serveHub(t, bin, "--htpasswd", htpasswd)
+}
+
+func TestLoginLogoutEndToEnd(t *testing.T) {
+	bin := sealosBin(t)
+	host := loginHub(t, bin)
 
 	root := t.TempDir()
 	st, err := store.Open(root)
@@ -196,11 +202,7 @@ func TestPullSeveralEndToEnd(t *testing.T) {
 // logins; push writes --digestfile.
 func TestTransferCredsFlags(t *testing.T) {
 	bin := sealosBin(t)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	require.NoError(t, err)
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	require.NoError(t, os.WriteFile(htpasswd, []byte("admin:"+string(hash)+"\n"), 0o600))
-	host := serveHub(t, bin, "--htpasswd", htpasswd)
+	host := loginHub(t, bin)
 	root := t.TempDir()
 	st, err := store.Open(root)
 	require.NoError(t, err)
