@@ -80,8 +80,9 @@ func newBuildCmd() *cobra.Command {
 		Use:   "build [flags] [CONTEXT]",
 		Short: "Build a cluster image from a Kubefile",
 		Long: `build turns a Kubefile and its context directory into a cluster image in the local store
-(--root), tagged with every -t. Without -f, the context's Kubefile, Sealfile, Dockerfile or Containerfile is
-used, in that order (see Kubefile.md for the dialect). CONTEXT defaults to the current directory.
+(--root), tagged with every -t. Without -f, the context's Kubefile, Sealfile, Dockerfile or
+Containerfile is used, in that order (see Kubefile.md for the dialect). CONTEXT defaults to
+the current directory.
 
 The build runs on a BuildKit engine embedded in sealos (state and cache under
 <root>/buildkit, so an unchanged rebuild is all cache hits; needs root), or on the buildkitd
