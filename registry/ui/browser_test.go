@@ -145,9 +145,10 @@ func TestBrowser(t *testing.T) {
 	b.until("arm64 image page", "location.pathname", "/ui/image/multi/app/-/"+seed.arm64.String())
 	b.until("#platform of the arm64 image", jsText("#platform"), "linux/arm64")
 
-	// Sizes: a bar per repository (the largest) and a row for each.
+	// Sizes: a bar per repository (the largest) and a row for each, 100 a page.
 	b.open(h.url + "/ui/sizes")
-	b.until("#sizes rows", jsCount("#sizes tbody tr"), fmt.Sprint(total))
+	b.until("#sizes rows", jsCount("#sizes tbody tr"), "100")
+	b.until("#pageinfo of sizes", jsText("#pageinfo"), fmt.Sprintf("page 1 of %d", (total+99)/100))
 	rects := b.nodes("#size-chart rect")
 	assert.NotEmpty(t, rects, "#size-chart rect")
 	for _, n := range rects {

@@ -3,6 +3,7 @@ package ui
 import (
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -119,14 +120,21 @@ func (h *Handler) sizesPage(w http.ResponseWriter, r *http.Request) {
 		bars[i] = bar{repoSize: s, Y: i * chartRowH,
 			UniqueW: int(s.Unique * chartBarW / biggest), SharedW: int(s.Shared * chartBarW / biggest)}
 	}
+	// The table, like the repository list, shows 100 rows a page.
+	n, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pages := max(1, (len(sizes)+pageSize-1)/pageSize)
+	n = min(max(n, 1), pages)
+	rows := sizes[(n-1)*pageSize : min(n*pageSize, len(sizes))]
 	h.render(w, "sizes", http.StatusOK, struct {
 		page
 		Repos        []repoSize
+		Count        int
 		Bars         []bar
 		Total        int64
 		Height       int
 		LabelW, BarW int
-	}{h.base(r, "Sizes"), sizes, bars, total, len(bars)*chartRowH + 4, chartLabelW, chartBarW})
+		Page, Pages  int
+	}{h.base(r, "Sizes"), rows, len(sizes), bars, total, len(bars)*chartRowH + 4, chartLabelW, chartBarW, n, pages})
 }
 
 func (h *Handler) mirror(w http.ResponseWriter, r *http.Request) {

@@ -304,3 +304,20 @@ func TestImageWithoutPlatform(t *testing.T) {
 	h.push("bare/img:v1", img)
 	assert.Contains(t, h.page("/ui/image/bare/img/-/v1"), `<dd id="platform"></dd>`)
 }
+
+// The sizes table shows 100 repositories a page, the largest first.
+func TestSizesPages(t *testing.T) {
+	h := newHub(t, server.Config{})
+	img, err := random.Image(64, 1)
+	require.NoError(t, err)
+	for i := range 120 {
+		h.push(fmt.Sprintf("many/r%03d:v1", i), img)
+	}
+	first := h.page("/ui/sizes")
+	assert.Equal(t, 100, strings.Count(first, `<td><a href="/ui/repo/many/`))
+	assert.Contains(t, first, "in 120 repositories")
+	assert.Contains(t, first, "page 1 of 2")
+	second := h.page("/ui/sizes?page=2")
+	assert.Equal(t, 20, strings.Count(second, `<td><a href="/ui/repo/many/`))
+	assert.Contains(t, second, `id="prev"`)
+}
