@@ -181,7 +181,8 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 				warn(w)
 			}
 		})
-		if opts.Squash {
+		if opts.Squash && layers(res.Image.History) > 1 {
+			// One layer or none is squashed already: the copy would only cost time.
 			res.State = squash(res.State)
 			res.Image.History = squashedHistory(res.Image.History, epoch)
 		}

@@ -21,6 +21,17 @@ func squash(st llb.State) llb.State {
 	}), llb.WithCustomName("squash into one layer"))
 }
 
+// layers counts the layers a history describes (base image and build steps).
+func layers(history []ocispecs.History) int {
+	n := 0
+	for _, h := range history {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	return n
+}
+
 // squashedHistory is the history of a squashed image: one entry for its one layer, after
 // the empty-layer entries (ENV, LABEL, CMD ...) that still say how the config was made.
 func squashedHistory(in []ocispecs.History, epoch *time.Time) []ocispecs.History {

@@ -192,6 +192,12 @@ func TestBuildCompatLayersAndFormat(t *testing.T) {
 	assert.ElementsMatch(t, []string{"a.txt", "b.txt", "c.txt"}, e.files("squashed:v1"))
 	assert.Equal(t, "kubefile", strings.TrimPrefix(envOf(e.inspect("squashed:v1").Env, "BASE"), "BASE="), "the base's config is kept")
 
+	// An image of one layer is squashed already: no second copy of its files.
+	e.write("Kubefile", "FROM scratch\nCOPY c.txt /c.txt\n")
+	r := e.must("build", "--progress", "plain", "--squash", "-t", "one:v1", e.ctx)
+	assert.NotContains(t, r.stderr, "squash into one layer")
+	assert.Len(t, e.manifest("one:v1").Layers, 1)
+
 	// --format docker: Docker v2 media types and gzip layers; zstd cannot be docker.
 	e.build("-t", "docker:v1", "--format", "docker")
 	d := e.manifest("docker:v1")
