@@ -329,6 +329,9 @@ func localImages(ctx context.Context, s *store.Store) (map[string]digest.Digest,
 	return out, nil
 }
 
+// V1Descriptor is the result's descriptor as the store and go-containerregistry take it.
+func (r *Result) V1Descriptor() v1.Descriptor { return toV1(r.Descriptor) }
+
 func toV1(d ocispecs.Descriptor) v1.Descriptor {
 	return v1.Descriptor{
 		MediaType: types.MediaType(d.MediaType),

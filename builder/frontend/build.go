@@ -74,9 +74,9 @@ type Options struct {
 	// LocalOnly refuses a FROM image that no named context provides (the local store),
 	// instead of pulling it: --pull never.
 	LocalOnly bool
-	// DirectPaths are the context paths ("/registry") whose COPY may take the transferred
-	// files as the layer (see DirectPaths and ConvertOptions.DirectPath).
-	DirectPaths map[string]bool
+	// OwnTransferPaths are the context paths ("/registry") a COPY may transfer alone (see
+	// OwnTransferPaths and ConvertOptions.OwnTransfer).
+	OwnTransferPaths map[string]bool
 }
 
 // Build is BuildFunc(Options{}): the Kubefile and every option come from the frontend
@@ -164,7 +164,7 @@ func build(ctx context.Context, c gwclient.Client, opts Options) (*gwclient.Resu
 			BuildPlatform:   buildPlatform,
 			Context:         mainCtx,
 			ContextPath:     contextPath(ctx, bc, mainCtx),
-			DirectPath:      func(p string) bool { return opts.DirectPaths[p] },
+			OwnTransfer:     func(p string) bool { return opts.OwnTransferPaths[p] },
 			Images:          images,
 			SourceDateEpoch: epoch,
 			NoCache:         bc.IsNoCache(""),

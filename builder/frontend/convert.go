@@ -77,11 +77,11 @@ type ConvertOptions struct {
 	// Context is the build context; nil means llb.Local("context").
 	Context *llb.State
 	// ContextPath, when set, is the context's path p alone, transferred by itself: a COPY
-	// of p then neither waits for nor stores the rest of the context. DirectPath says for
+	// of p then neither waits for nor stores the rest of the context. OwnTransfer says for
 	// which COPY sources the caller checked that the context holds them as plain files or
 	// directories (no symlink on the way, which only the whole context resolves).
 	ContextPath func(p string) llb.State
-	DirectPath  func(p string) bool
+	OwnTransfer func(p string) bool
 	// Images resolves FROM and COPY --from images; nil allows only scratch and stages.
 	Images ImageSource
 	// SourceDateEpoch, when set, is the image's created time (and its history's), for
@@ -715,7 +715,7 @@ func (c *converter) copy(ctx context.Context, st *stageState, cmd *kubefile.Copy
 		default:
 			p := path.Clean("/" + s.Path)
 			from := src
-			if cmd.From == "" && c.opt.ContextPath != nil && c.opt.DirectPath != nil && c.opt.DirectPath(p) {
+			if cmd.From == "" && c.opt.ContextPath != nil && c.opt.OwnTransfer != nil && c.opt.OwnTransfer(p) {
 				from = c.opt.ContextPath(p) // only this path is transferred
 			}
 			add(from, p, &llb.CopyInfo{

@@ -16,8 +16,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-image/sealos/builder/buildkit"
@@ -251,9 +249,11 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, buildArgs map[string]string
 	if f.retry < 0 {
 		return fmt.Errorf("--retry %d: give 0 or more", f.retry)
 	}
-	if _, err := pullMode(f.pull); err != nil {
+	mode, err := pullMode(f.pull)
+	if err != nil {
 		return err
 	}
+	f.pull = mode
 	if f.quiet {
 		f.progress = "quiet"
 	}
@@ -482,7 +482,6 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		return err
 	}
 	defer release()
-	mode, _ := pullMode(f.pull)
 	res, err := engine.Build(ctx, buildkit.BuildOptions{
 		ContextDir:       contextDir,
 		File:             file,
@@ -499,9 +498,9 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		Auth:             creds.Lookup,
 		Frontend: frontend.BuildFunc(frontend.Options{
 			File: kf, Source: src, Filename: file, Annotations: annotations,
-			Env: env, Squash: f.squash, LocalOnly: mode == "never",
-			DirectPaths: frontend.DirectPaths(kf, contextDir),
-			Warn:        func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
+			Env: env, Squash: f.squash, LocalOnly: f.pull == "never",
+			OwnTransferPaths: frontend.OwnTransferPaths(kf, contextDir),
+			Warn:             func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
 		}),
 		Progress:    f.progress,
 		ProgressOut: cmd.ErrOrStderr(),
@@ -511,13 +510,13 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	}
 	slog.Debug("build done", "took", time.Since(t0))
 	out := buildResult{Tags: tags, Digest: res.Descriptor.Digest.String(), Steps: res.Steps, Cached: res.Cached}
-	if id, err := st.ImageID(toV1Descriptor(res.Descriptor)); err == nil {
+	if id, err := st.ImageID(res.V1Descriptor()); err == nil {
 		out.ID = id.String()
 	} else {
 		return err
 	}
 	if f.manifest != "" {
-		d := toV1Descriptor(res.Descriptor)
+		d := res.V1Descriptor()
 		entries, err := st.ListEntryOf(d, out.Digest, true, store.HostPlatform())
 		if err != nil {
 			return err
@@ -615,7 +614,7 @@ func commonPlatforms(cmd *cobra.Command, st *store.Store, bases []string, opts [
 // store (where the build then finds them), never requires them there; missing leaves them
 // to the engine, which pulls what the store lacks.
 func pullBases(cmd *cobra.Command, st *store.Store, bases []string, f buildFlags, opts []client.Option) error {
-	mode, _ := pullMode(f.pull)
+	mode := f.pull // normalized by checkCompat
 	if mode == "missing" {
 		return nil
 	}
@@ -647,14 +646,6 @@ func pullBases(cmd *cobra.Command, st *store.Store, bases []string, f buildFlags
 		}
 	}
 	return nil
-}
-
-func toV1Descriptor(d ocispecs.Descriptor) v1.Descriptor {
-	return v1.Descriptor{
-		MediaType: types.MediaType(d.MediaType),
-		Digest:    v1.Hash{Algorithm: d.Digest.Algorithm().String(), Hex: d.Digest.Encoded()},
-		Size:      d.Size,
-	}
 }
 
 // keyValues parses KEY=VALUE flags; with fromEnv, a bare KEY takes its value from the

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,10 +199,10 @@ func (r *reader) manifest(repo, ref string) (*manifest, error) {
 		m.MediaType = probe.MediaType
 	}
 	if m.MediaType.IsIndex() || (m.MediaType == "" && probe.Manifests != nil) {
-		if m.Index, err = v1.ParseIndexManifest(strings.NewReader(string(m.Raw))); err != nil {
+		if m.Index, err = v1.ParseIndexManifest(bytes.NewReader(m.Raw)); err != nil {
 			return nil, fmt.Errorf("index %s@%s: %w", repo, ref, err)
 		}
-	} else if m.Image, err = v1.ParseManifest(strings.NewReader(string(m.Raw))); err != nil {
+	} else if m.Image, err = v1.ParseManifest(bytes.NewReader(m.Raw)); err != nil {
 		return nil, fmt.Errorf("manifest %s@%s: %w", repo, ref, err)
 	}
 	if dgst != "" {

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -343,7 +344,7 @@ func since(t time.Time) string {
 func pathEscape(s string) string {
 	parts := strings.Split(s, "/")
 	for i, p := range parts {
-		parts[i] = strings.ReplaceAll(template.URLQueryEscaper(p), "+", "%20")
+		parts[i] = url.PathEscape(p)
 	}
 	return strings.Join(parts, "/")
 }

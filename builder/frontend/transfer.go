@@ -9,12 +9,12 @@ import (
 	"github.com/cluster-image/sealos/builder/kubefile"
 )
 
-// DirectPaths returns the sources of f's COPY instructions (from the context, one plain
-// path each) that contextDir holds as a regular file or directory with no symlink on the
-// way: for those, a COPY to the same path can take the transferred files as its layer
-// (ConvertOptions.DirectPath), where a symlink would be followed by COPY but sent as a
-// link. Sources with variables or wildcards are left out: they are known only later.
-func DirectPaths(f *kubefile.File, contextDir string) map[string]bool {
+// OwnTransferPaths returns the sources of f's COPY instructions (from the context, one
+// plain path each) that contextDir holds as a regular file or directory with no symlink on
+// the way: those can be transferred alone (ConvertOptions.OwnTransfer), where a symlink
+// would need the whole context to be resolved. Sources with variables or wildcards are
+// left out: they are known only later.
+func OwnTransferPaths(f *kubefile.File, contextDir string) map[string]bool {
 	out := map[string]bool{}
 	for _, st := range f.Stages {
 		for _, c := range st.Commands {
