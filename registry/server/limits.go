@@ -183,7 +183,7 @@ func (s *Server) guard(h http.Handler, l Limits) http.Handler {
 		defer gw.finish()
 		var session string // the upload session r writes to, if any
 		if isWrite(r.Method) && r.Method != http.MethodDelete {
-			if m := uploadPath.FindStringSubmatch(r.URL.Path); m != nil && m[2] != "" && uploadID.MatchString(m[2]) {
+			if m := uploadPath.FindStringSubmatch(r.URL.Path); m != nil && m[2] != "" && validUploadID(m[2]) {
 				session = path.Join(repoPath(m[1]), "_uploads", m[2])
 			}
 			if err := s.admitWrite(r, l, session); err != nil {

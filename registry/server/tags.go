@@ -40,7 +40,7 @@ func tagParams(w http.ResponseWriter, r *http.Request) ([]string, bool) {
 		return nil, false
 	}
 	for _, t := range tags {
-		if !tagPattern.MatchString(t) {
+		if !validTag(t) {
 			writeError(w, http.StatusBadRequest, "TAG_INVALID", "invalid tag", map[string]string{"tag": quoteBounded(t)})
 			return nil, false
 		}

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -124,5 +126,26 @@ func TestCreateUnsafeImageStaysInside(t *testing.T) {
 	}
 	for _, p := range []string{filepath.Join(root, "outside"), filepath.Join(root, "pwned"), filepath.Join(cs.Dir, "pwned"), filepath.Join(cs.Dir, "outside")} {
 		assert.NoFileExists(t, p)
+	}
+}
+
+// validName accepts exactly what the documented pattern accepts.
+func TestValidNameMatchesItsPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	cases := []string{"", "app", "app-1.v2_x", "_x", ".x", "-x", "a/b", "é",
+		strings.Repeat("a", 128), strings.Repeat("a", 129)}
+	r := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "aZ09_.-/:é \x00"
+	for range 20000 {
+		b := make([]byte, r.IntN(131))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		if got, want := validName(c), re.MatchString(c); got != want {
+			t.Fatalf("validName(%q) = %v, the pattern says %v", c, got, want)
+		}
 	}
 }

@@ -1,0 +1,33 @@
+package server
+
+import (
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The hand-written checks accept exactly what distribution's patterns accept.
+func TestValidTagAndUploadIDMatchTheirPatterns(t *testing.T) {
+	tagRE := regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	idRE := regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+	cases := []string{"", "v1", "latest", "_x", ".x", "-x", "a.b-c_d", "a/b", "a:b", "é",
+		strings.Repeat("a", 128), strings.Repeat("a", 129), "A-Z_09", "x y", "x\n"}
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "aZ09_.-/:é \x00"
+	for range 20000 {
+		b := make([]byte, r.IntN(131))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		if got, want := validTag(c), tagRE.MatchString(c); got != want {
+			t.Fatalf("validTag(%q) = %v, the pattern says %v", c, got, want)
+		}
+		if got, want := validUploadID(c), idRE.MatchString(c); got != want {
+			t.Fatalf("validUploadID(%q) = %v, the pattern says %v", c, got, want)
+		}
+	}
+}
