@@ -82,6 +82,13 @@ bench-build: build
 bench-registry: build
 	./hack/bench-registry.sh $(abspath $(BIN))
 
+# Wall time and peak RSS of short commands (version, images, inspect, tag, an unchanged
+# re-push), 20 runs each against crane and buildah, with a Go process that only starts as
+# the floor (hack/bench-startup.sh; needs buildah).
+.PHONY: bench-startup
+bench-startup: build
+	./hack/bench-startup.sh $(abspath $(BIN))
+
 # Save 10 images (~1 GB) from a local upstream hub with `sealos registry save` and with
 # `skopeo sync` and `skopeo copy` 8 at once (to dir: and to a second hub), cold and with
 # nothing changed; ratios and a cp + sha256sum floor (hack/bench-save.sh).

@@ -10,12 +10,13 @@
 #
 # env:
 #   BENCH_OUT     the markdown file (default .bench/results-DATE.md); printed at the end too
-#   BENCH_ONLY    benchmarks to run, by name (default "build registry save sync store apply")
+#   BENCH_ONLY    benchmarks to run, by name (default "build registry save sync store apply
+#                 startup")
 #   BENCH_KUBE=1  also bench-kube (needs the Kubernetes image: make kube-binaries)
 #   BENCH_TMP     where the benchmarks' scratch directories go (default .bench/scratch): the
 #                 disk the table names
 #   every script's own knobs pass through: RUNS (default 3 everywhere but bench-kube, which
-#   takes BENCH_RUNS, default 1), SIZE_MB (build and apply), IMAGES and MB_PER_IMAGE (save),
+#   takes BENCH_RUNS, default 1, and bench-startup, STARTUP_RUNS, default 20), SIZE_MB (build and apply), IMAGES and MB_PER_IMAGE (save),
 #   BENCH_REPOS and LAYER_SIZE (sync), LAYERS and SMALL_IMAGES (store), LARGE and SMALL (registry),
 #   BENCH_DROP_CACHES=0 (keep the page cache between timed commands).
 # Benchmarks never run at once: they would time each other.
@@ -28,7 +29,7 @@ STAMP=$(date +%Y-%m-%d-%H%M%S)
 OUT=$(realpath -m "${BENCH_OUT:-.bench/results-$STAMP.md}")
 LOGS=${OUT%.md}-logs
 TMP=$(realpath -m "${BENCH_TMP:-.bench/scratch}")
-ONLY=${BENCH_ONLY:-build registry save sync store apply}
+ONLY=${BENCH_ONLY:-build registry save sync store apply startup}
 [ "${BENCH_KUBE:-}" != 1 ] || ONLY="$ONLY kube"
 mkdir -p "$(dirname "$OUT")" "$LOGS" "$TMP"
 export TMPDIR=$TMP
