@@ -154,13 +154,14 @@ func mountRepositories(o *options, ref name.Reference) ([]name.Repository, map[s
 func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Reference, o *options) error {
 	mountRepos, seenRepo := mountRepositories(o, ref)
 	start := time.Now()
-	s, err := newSession(ctx, ref.Context(), o, true, mountRepos)
+	repo := ref.Context().RepositoryStr()
+	w, err := newWire(ctx, ref.Context().Registry, o, repoScopes(ref.Context(), true, mountRepos))
 	if err != nil {
 		return err
 	}
 	slog.Debug("push: connected", "registry", ref.Context().RegistryStr(), "elapsed", time.Since(start))
 	// Re-push of what the target already has: one HEAD.
-	if got, ok, err := s.headManifest(ctx, ref.Identifier()); err == nil && ok && got.Digest == desc.Digest {
+	if got, ok, err := w.headManifest(ctx, repo, ref.Identifier()); err == nil && ok && got.Digest == desc.Digest {
 		slog.Debug("push: target has the manifest already", "digest", desc.Digest, "elapsed", time.Since(start))
 		return nil
 	}
@@ -170,7 +171,7 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 		if m, err := MountSources(ctx, o.mountStore, ref); err == nil && len(m) > 0 {
 			o.mounts = m
 			if mountRepos, seenRepo = mountRepositories(o, ref); len(mountRepos) > 0 {
-				if s, err = newSession(ctx, ref.Context(), o, true, mountRepos); err != nil {
+				if w, err = newWire(ctx, ref.Context().Registry, o, repoScopes(ref.Context(), true, mountRepos)); err != nil {
 					return err
 				}
 			}
@@ -219,7 +220,7 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 				}
 				rc.Close()
 			}
-			outcome, err := s.pushBlob(gctx, b.h, b.size, open, from)
+			outcome, err := w.pushBlob(gctx, repo, b.h, b.size, open, from, true)
 			if err != nil {
 				return fmt.Errorf("blob %s: %w", b.h, err)
 			}
@@ -232,15 +233,16 @@ func push(ctx context.Context, src Pushable, desc v1.Descriptor, ref name.Refere
 	}
 	slog.Debug("push: blobs sent", "blobs", len(plan.blobs), "elapsed", time.Since(start))
 	for _, m := range plan.manifests {
-		if err := s.putManifest(ctx, m.h.String(), m.raw, m.mt); err != nil {
-			return fmt.Errorf("manifest %s: %w", m.h, err)
+		if _, err := w.putManifest(ctx, repo, m.h.String(), manifest{raw: m.raw, mediaType: m.mt, digest: m.h}); err != nil {
+			return err
 		}
 	}
 	raw, err := src.RawManifest()
 	if err != nil {
 		return err
 	}
-	return s.putManifest(ctx, ref.Identifier(), raw, desc.MediaType)
+	_, err = w.putManifest(ctx, repo, ref.Identifier(), manifest{raw: raw, mediaType: desc.MediaType, digest: desc.Digest})
+	return err
 }
 
 // describe returns the descriptor of a manifest as a registry would see it.

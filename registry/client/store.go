@@ -96,24 +96,27 @@ func Pull(ctx context.Context, st *store.Store, ref string, all bool, policy Pol
 
 func pull(ctx context.Context, st *store.Store, ref string, r name.Reference, all bool, o *options, local v1.Descriptor, haveLocal bool, res *PullResult) error {
 	start := time.Now()
-	s, err := newSession(ctx, r.Context(), o, false, nil)
+	repo := r.Context().RepositoryStr()
+	w, err := newWire(ctx, r.Context().Registry, o, repoScopes(r.Context(), false, nil))
 	if err != nil {
 		return err
 	}
 	slog.Debug("pull: connected", "registry", r.Context().RegistryStr(), "elapsed", time.Since(start))
-	raw, desc, err := s.getManifest(ctx, r.Identifier())
+	m, err := w.mustGetManifest(ctx, repo, r.Identifier())
 	if err != nil {
 		return err
 	}
+	raw, desc := m.raw, m.descriptor()
 	slog.Debug("pull: manifest", "digest", desc.Digest, "mediaType", desc.MediaType, "elapsed", time.Since(start))
 	if desc.MediaType.IsIndex() && !all {
 		child, err := pickPlatform(raw, o)
 		if err != nil {
 			return err
 		}
-		if raw, desc, err = s.getManifest(ctx, child.Digest.String()); err != nil {
+		if m, err = w.mustGetManifest(ctx, repo, child.Digest.String()); err != nil {
 			return err
 		}
+		raw, desc = m.raw, m.descriptor()
 	}
 	res.Digest, res.MediaType = desc.Digest.String(), string(desc.MediaType)
 	if haveLocal && local.Digest == desc.Digest {
@@ -125,7 +128,7 @@ func pull(ctx context.Context, st *store.Store, ref string, r name.Reference, al
 		return err
 	}
 	defer release()
-	f := &fetcher{s: s, st: st, o: o, seen: map[v1.Hash]bool{}}
+	f := &fetcher{w: w, repo: repo, st: st, o: o, seen: map[v1.Hash]bool{}}
 	if desc.MediaType.IsIndex() {
 		if err := f.addIndex(ctx, raw, desc, 0); err != nil {
 			return err
@@ -192,7 +195,8 @@ func pickPlatform(raw []byte, o *options) (v1.Descriptor, error) {
 
 // fetcher copies blobs and manifests from a registry into the store.
 type fetcher struct {
-	s     *session
+	w     *wire
+	repo  string
 	st    *store.Store
 	o     *options
 	seen  map[v1.Hash]bool
@@ -264,10 +268,11 @@ func (f *fetcher) addIndex(ctx context.Context, raw []byte, desc v1.Descriptor, 
 			continue
 		}
 		f.seen[d.Digest] = true
-		craw, cdesc, err := f.s.getManifest(ctx, d.Digest.String())
+		cm, err := f.w.mustGetManifest(ctx, f.repo, d.Digest.String())
 		if err != nil {
 			return err
 		}
+		craw, cdesc := cm.raw, cm.descriptor()
 		switch {
 		case cdesc.MediaType.IsIndex():
 			err = f.addIndex(ctx, craw, cdesc, depth+1)
@@ -312,7 +317,7 @@ func (f *fetcher) run(ctx context.Context) error {
 		}
 		g.Go(func() error {
 			err := f.o.retry(gctx, func() error {
-				rc, err := f.s.fetchBlob(gctx, b.Digest)
+				rc, err := f.w.getBlob(gctx, f.repo, b.Digest)
 				if err != nil {
 					return err
 				}

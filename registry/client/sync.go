@@ -742,7 +742,9 @@ func (s *syncer) copyBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor) e
 	return err
 }
 
-// sendBlob checks for, mounts or uploads one blob, holding a slot of the blob semaphore.
+// sendBlob mounts or uploads one blob (unless the destination has it), holding a slot of
+// the blob semaphore. The bytes stream from the source as they are sent; a failed upload
+// fetches them again.
 func (s *syncer) sendBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor, mountFrom string) error {
 	select {
 	case s.blobSem <- struct{}{}:
@@ -750,74 +752,44 @@ func (s *syncer) sendBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor, m
 		return ctx.Err()
 	}
 	defer func() { <-s.blobSem }()
-	if mountFrom == "" {
-		ok, err := s.dst.blobExists(ctx, ic.dstRepo, b.Digest)
+	var sent *countReader
+	open := func() (io.ReadCloser, error) {
+		rc, err := s.src.getBlob(ctx, ic.srcRepo, b.Digest)
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", b.Digest, err)
+			return nil, err
 		}
-		if ok {
-			ic.skipped.Add(1)
-			return nil
-		}
+		s.o.progress.expect("copy", b.Digest, b.Size)
+		body := s.o.progress.reader(b.Digest, rc)
+		sent = &countReader{r: body, c: body}
+		return sent, nil
 	}
-	var lastErr error
-	attempts := s.o.retries + 1
-	delay := s.o.retryDelay
-	for i := 0; i < attempts; i++ {
-		if i > 0 {
-			select {
-			case <-time.After(delay):
-				delay *= 3
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		mounted, loc, err := s.dst.startUpload(ctx, ic.dstRepo, b.Digest, mountFrom)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if mounted {
-			ic.blobs.Add(1)
-			return nil
-		}
-		n, err := s.streamBlob(ctx, ic, b, loc)
-		if err == nil {
-			ic.blobs.Add(1)
-			ic.bytes.Add(n)
-			return nil
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	return fmt.Errorf("blob %s: %w", b.Digest, lastErr)
-}
-
-func (s *syncer) streamBlob(ctx context.Context, ic *imageCopy, b v1.Descriptor, loc string) (int64, error) {
-	rc, err := s.src.getBlob(ctx, ic.srcRepo, b.Digest)
+	outcome, err := s.dst.pushBlob(ctx, ic.dstRepo, b.Digest, b.Size, open, mountFrom, false)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("blob %s: %w", b.Digest, err)
 	}
-	defer rc.Close()
-	s.o.progress.expect("copy", b.Digest, b.Size)
-	body := s.o.progress.reader(b.Digest, rc)
-	cr := &countReader{r: body}
-	if err := s.dst.finishUpload(ctx, loc, b.Digest, b.Size, cr); err != nil {
-		return 0, err
+	switch outcome {
+	case blobExisted:
+		ic.skipped.Add(1)
+	case blobMounted:
+		ic.blobs.Add(1)
+	default:
+		if sent.n != b.Size {
+			return fmt.Errorf("blob %s: sent %d bytes, descriptor says %d", b.Digest, sent.n, b.Size)
+		}
+		ic.blobs.Add(1)
+		ic.bytes.Add(sent.n)
 	}
-	_ = body.Close()
-	if cr.n != b.Size {
-		return cr.n, fmt.Errorf("blob %s: sent %d bytes, descriptor says %d", b.Digest, cr.n, b.Size)
-	}
-	return cr.n, nil
+	return nil
 }
 
+// countReader counts what is read through it.
 type countReader struct {
 	r io.Reader
+	c io.Closer
 	n int64
 }
+
+func (c *countReader) Close() error { return c.c.Close() }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,55 +22,86 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
+// This file speaks the distribution protocol itself, on top of go-containerregistry's
+// authenticating transport (ping, basic and bearer auth, token scopes, scheme selection),
+// for push, pull, sync and copy alike. Doing it here rather than through remote.Write
+// lets a blob upload take one round trip after the existence check (the spec's
+// single-POST upload, with a POST + PUT fallback) instead of four, lets blob bodies go out
+// with sendfile, lets a pulled blob be hashed once, by the store, and keeps the number of
+// requests exactly what we send.
+
 // acceptManifests is the Accept header of every manifest request: every manifest type, so
 // the registry answers with the stored bytes and never converts them.
 var acceptManifests = strings.Join([]string{
 	string(types.OCIManifestSchema1), string(types.OCIImageIndex),
 	string(types.DockerManifestSchema2), string(types.DockerManifestList),
+	string(types.DockerManifestSchema1), string(types.DockerManifestSchema1Signed),
 	"application/vnd.oci.artifact.manifest.v1+json",
 }, ", ")
 
-// wire is a raw OCI distribution client of one registry: the requests sync and copy need,
-// each one round trip, over an authenticated transport (keychain or WithAuth, bearer
-// token scopes widened on demand), so the number of requests is exactly what we send.
+// smallBlob is the largest blob sent with a single POST on the first try: a registry that
+// does not implement it answers 202 and the body is sent again with a PUT, which for a
+// small blob costs little. Bigger blobs always use POST then PUT.
+const smallBlob = 8 << 20
+
+// maxManifest bounds how much of a manifest response is read.
+const maxManifest = 32 << 20
+
+// wire is the client of one registry. Requests that can be repeated as they are
+// (manifests, listings) are retried by its methods as the options say (WithRetry); a blob
+// upload is retried whole by pushBlob, a blob download by whoever reads it.
 type wire struct {
 	reg    name.Registry
 	base   string
 	client *http.Client
+	o      *options
 
 	requests atomic.Int64 // every request sent
 	heads    atomic.Int64 // manifest and blob HEADs
 }
 
-// newWire connects to reg (one ping; a bearer token for scopes).
+// newWire connects to reg (one ping, retried; a bearer token for scopes, widened on
+// demand by the transport).
 func newWire(ctx context.Context, reg name.Registry, o *options, scopes []string) (*wire, error) {
-	var auth authn.Authenticator = authn.Anonymous
-	if o.auth != nil {
-		auth = o.auth
-	} else if o.keychain != nil {
-		a, err := authn.Resolve(ctx, o.keychain, reg)
-		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", reg, err)
+	var w *wire
+	err := o.retry(ctx, func() error {
+		var auth authn.Authenticator = authn.Anonymous
+		if o.auth != nil {
+			auth = o.auth
+		} else if o.keychain != nil {
+			a, err := authn.Resolve(ctx, o.keychain, reg)
+			if err != nil {
+				return fmt.Errorf("credentials for %s: %w", reg, err)
+			}
+			auth = a
 		}
-		auth = a
+		rt, err := transport.NewWithContext(ctx, reg, auth, transport.NewUserAgent(o.httpTransport(), o.userAgent), scopes)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", reg, err)
+		}
+		w = &wire{
+			reg:  reg,
+			base: reg.Scheme() + "://" + reg.RegistryStr(),
+			// no redirects to follow by hand: http.Client follows blob redirects itself.
+			client: &http.Client{Transport: rt},
+			o:      o,
+		}
+		return nil
+	})
+	return w, err
+}
+
+// repoScopes are the token scopes of a push to (push=true) or pull from repo, with pull
+// access to every repository in mountFrom (cross-repository mounts).
+func repoScopes(repo name.Repository, push bool, mountFrom []name.Repository) []string {
+	scopes := []string{repo.Scope(transport.PullScope)}
+	if push {
+		scopes = []string{repo.Scope(transport.PushScope)}
 	}
-	t := transport.NewUserAgent(o.httpTransport(), o.userAgent)
-	if o.retries > 0 {
-		t = transport.NewRetry(t,
-			transport.WithRetryBackoff(transport.Backoff{Duration: o.retryDelay, Factor: 3, Jitter: 0.1, Steps: o.retries + 1}),
-			transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway,
-				http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests))
+	for _, m := range mountFrom {
+		scopes = append(scopes, m.Scope(transport.PullScope))
 	}
-	rt, err := transport.NewWithContext(ctx, reg, auth, t, scopes)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", reg, err)
-	}
-	return &wire{
-		reg:  reg,
-		base: reg.Scheme() + "://" + reg.RegistryStr(),
-		// no redirects to follow by hand: http.Client follows blob redirects itself.
-		client: &http.Client{Transport: rt},
-	}, nil
+	return scopes
 }
 
 func (w *wire) do(ctx context.Context, method, u string, hdr http.Header, body io.Reader, size int64) (*http.Response, error) {
@@ -124,16 +159,26 @@ func nextLink(resp *http.Response) string {
 	return next.String()
 }
 
+// get GETs u (retried) and returns a 200 response, whose body the caller closes.
+func (w *wire) get(ctx context.Context, u string, hdr http.Header) (*http.Response, error) {
+	var resp *http.Response
+	err := w.o.retry(ctx, func() error {
+		var err error
+		if resp, err = w.do(ctx, http.MethodGet, u, hdr, nil, 0); err != nil {
+			return err
+		}
+		return check(resp, http.StatusOK)
+	})
+	return resp, err
+}
+
 // catalog lists every repository of the registry.
 func (w *wire) catalog(ctx context.Context) ([]string, error) {
 	var out []string
 	u := "/v2/_catalog?n=1000"
 	for u != "" {
-		resp, err := w.do(ctx, http.MethodGet, u, nil, nil, 0)
+		resp, err := w.get(ctx, u, nil)
 		if err != nil {
-			return nil, fmt.Errorf("list repositories of %s: %w", w.reg, err)
-		}
-		if err := check(resp, http.StatusOK); err != nil {
 			return nil, fmt.Errorf("list repositories of %s: %w", w.reg, err)
 		}
 		var c struct {
@@ -155,11 +200,8 @@ func (w *wire) tags(ctx context.Context, repo string) ([]string, error) {
 	var out []string
 	u := "/v2/" + repo + "/tags/list"
 	for u != "" {
-		resp, err := w.do(ctx, http.MethodGet, u, nil, nil, 0)
+		resp, err := w.get(ctx, u, nil)
 		if err != nil {
-			return nil, fmt.Errorf("list tags of %s/%s: %w", w.reg, repo, err)
-		}
-		if err := check(resp, http.StatusOK); err != nil {
 			return nil, fmt.Errorf("list tags of %s/%s: %w", w.reg, repo, err)
 		}
 		var t struct {
@@ -177,16 +219,19 @@ func (w *wire) tags(ctx context.Context, repo string) ([]string, error) {
 }
 
 // headManifest returns the descriptor of the manifest repo:ref, or found=false.
-func (w *wire) headManifest(ctx context.Context, repo, ref string) (v1.Descriptor, bool, error) {
-	resp, err := w.do(ctx, http.MethodHead, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {acceptManifests}}, nil, 0)
-	if err != nil {
-		return v1.Descriptor{}, false, err
-	}
-	drain(resp)
-	if resp.StatusCode == http.StatusNotFound {
-		return v1.Descriptor{}, false, nil
-	}
-	if err := check(resp, http.StatusOK); err != nil {
+func (w *wire) headManifest(ctx context.Context, repo, ref string) (desc v1.Descriptor, found bool, err error) {
+	var resp *http.Response
+	err = w.o.retry(ctx, func() error {
+		if resp, err = w.do(ctx, http.MethodHead, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {acceptManifests}}, nil, 0); err != nil {
+			return err
+		}
+		drain(resp)
+		if resp.StatusCode == http.StatusNotFound {
+			return nil
+		}
+		return check(resp, http.StatusOK)
+	})
+	if err != nil || resp.StatusCode == http.StatusNotFound {
 		return v1.Descriptor{}, false, err
 	}
 	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
@@ -196,7 +241,7 @@ func (w *wire) headManifest(ctx context.Context, repo, ref string) (v1.Descripto
 		if err != nil || !found {
 			return v1.Descriptor{}, false, err
 		}
-		return v1.Descriptor{Digest: m.digest, Size: int64(len(m.raw)), MediaType: m.mediaType}, true, nil
+		return m.descriptor(), true, nil
 	}
 	return v1.Descriptor{Digest: h, Size: resp.ContentLength, MediaType: types.MediaType(resp.Header.Get("Content-Type"))}, true, nil
 }
@@ -208,51 +253,94 @@ type manifest struct {
 	digest    v1.Hash
 }
 
-// getManifest fetches repo:ref; found=false on 404. A manifest fetched by digest is
-// checked against it.
-func (w *wire) getManifest(ctx context.Context, repo, ref string) (manifest, bool, error) {
-	resp, err := w.do(ctx, http.MethodGet, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {acceptManifests}}, nil, 0)
-	if err != nil {
-		return manifest{}, false, err
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		drain(resp)
-		return manifest{}, false, nil
-	}
-	if err := check(resp, http.StatusOK); err != nil {
-		return manifest{}, false, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return manifest{}, false, err
-	}
-	h, _, _ := v1.SHA256(bytesReader(raw))
-	if strings.Contains(ref, ":") && ref != h.String() {
-		return manifest{}, false, fmt.Errorf("manifest %s/%s@%s: content has digest %s", w.reg, repo, ref, h)
-	}
-	mt := types.MediaType(resp.Header.Get("Content-Type"))
-	var probe struct {
-		MediaType types.MediaType `json:"mediaType"`
-	}
-	if json.Unmarshal(raw, &probe) == nil && probe.MediaType != "" {
-		mt = probe.MediaType
-	}
-	return manifest{raw: raw, mediaType: mt, digest: h}, true, nil
+func (m manifest) descriptor() v1.Descriptor {
+	return v1.Descriptor{Digest: m.digest, Size: int64(len(m.raw)), MediaType: m.mediaType}
 }
 
-// putManifest stores raw under repo:ref and returns the response headers.
+// getManifest fetches repo:ref; found=false on 404. A manifest fetched by digest is
+// checked against it. The media type comes from the manifest itself when it says.
+func (w *wire) getManifest(ctx context.Context, repo, ref string) (m manifest, found bool, err error) {
+	err = w.o.retry(ctx, func() error {
+		resp, err := w.do(ctx, http.MethodGet, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {acceptManifests}}, nil, 0)
+		if err != nil {
+			return err
+		}
+		if found = resp.StatusCode != http.StatusNotFound; !found {
+			drain(resp)
+			return nil
+		}
+		if err := check(resp, http.StatusOK); err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
+		if err != nil {
+			return err
+		}
+		if len(raw) > maxManifest {
+			return fmt.Errorf("manifest %s/%s:%s is larger than %d bytes", w.reg, repo, ref, maxManifest)
+		}
+		h, _, _ := v1.SHA256(bytesReader(raw))
+		if want, err := v1.NewHash(ref); err == nil && want != h {
+			return fmt.Errorf("manifest %s/%s@%s: content has digest %s", w.reg, repo, ref, h)
+		}
+		m = manifest{raw: raw, mediaType: manifestMediaType(raw, resp.Header.Get("Content-Type")), digest: h}
+		return nil
+	})
+	return m, found && err == nil, err
+}
+
+// mustGetManifest is getManifest for a manifest that has to be there: a 404 is an error.
+func (w *wire) mustGetManifest(ctx context.Context, repo, ref string) (manifest, error) {
+	m, found, err := w.getManifest(ctx, repo, ref)
+	if err == nil && !found {
+		err = fmt.Errorf("manifest %s/%s:%s: not found (MANIFEST_UNKNOWN)", w.reg, repo, ref)
+	}
+	return m, err
+}
+
+// manifestMediaType is what a manifest says it is, else what the registry said, else what
+// its fields make it.
+func manifestMediaType(raw []byte, header string) types.MediaType {
+	var probe struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(raw, &probe) == nil {
+		if probe.MediaType != "" {
+			return types.MediaType(probe.MediaType)
+		}
+		if header != "" && header != "application/json" && header != "text/plain" {
+			return types.MediaType(header)
+		}
+		if len(probe.Manifests) > 0 {
+			return types.OCIImageIndex
+		}
+		return types.OCIManifestSchema1
+	}
+	return types.MediaType(header)
+}
+
+// putManifest stores m under repo:ref (tag or digest) and returns the response headers.
 func (w *wire) putManifest(ctx context.Context, repo, ref string, m manifest) (http.Header, error) {
-	resp, err := w.do(ctx, http.MethodPut, "/v2/"+repo+"/manifests/"+ref,
-		http.Header{"Content-Type": {string(m.mediaType)}}, bytesReader(m.raw), int64(len(m.raw)))
+	var hdr http.Header
+	err := w.o.retry(ctx, func() error {
+		resp, err := w.do(ctx, http.MethodPut, "/v2/"+repo+"/manifests/"+ref,
+			http.Header{"Content-Type": {string(m.mediaType)}}, bytesReader(m.raw), int64(len(m.raw)))
+		if err != nil {
+			return err
+		}
+		if err := check(resp, http.StatusCreated, http.StatusOK, http.StatusAccepted); err != nil {
+			return err
+		}
+		drain(resp)
+		hdr = resp.Header
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("put manifest %s/%s:%s: %w", w.reg, repo, ref, err)
 	}
-	if err := check(resp, http.StatusCreated, http.StatusOK, http.StatusAccepted); err != nil {
-		return nil, fmt.Errorf("put manifest %s/%s:%s: %w", w.reg, repo, ref, err)
-	}
-	drain(resp)
-	return resp.Header, nil
+	return hdr, nil
 }
 
 // blobExists says whether repo has blob d.
@@ -283,36 +371,102 @@ func (w *wire) getBlob(ctx context.Context, repo string, d v1.Hash) (io.ReadClos
 	return resp.Body, nil
 }
 
-// startUpload opens an upload session in repo, asking the registry to mount d from the
-// repository from (same registry) when from is set. mounted=true means the blob is there
-// already; otherwise location is where to PUT it.
-func (w *wire) startUpload(ctx context.Context, repo string, d v1.Hash, from string) (mounted bool, location string, err error) {
-	u := "/v2/" + repo + "/blobs/uploads/"
-	if from != "" {
-		u += "?" + url.Values{"mount": {d.String()}, "from": {from}}.Encode()
-	}
-	resp, err := w.do(ctx, http.MethodPost, u, nil, http.NoBody, 0)
-	if err != nil {
-		return false, "", err
-	}
-	drain(resp)
-	switch resp.StatusCode {
-	case http.StatusCreated:
-		if from != "" {
-			return true, "", nil
+// Upload outcomes.
+const (
+	blobExisted = "exists"
+	blobMounted = "mounted"
+	blobPushed  = "pushed"
+	blobFailed  = "failed" // not moved: the operation failed first
+)
+
+// pushBlob makes sure repo has blob d of size bytes: it mounts it from mountFrom (a
+// repository of the same registry) when given, else checks with HEAD and uploads open()'s
+// bytes; a blob of up to smallBlob bytes in one POST when onePost is set. The upload is
+// retried whole, open called again each time.
+func (w *wire) pushBlob(ctx context.Context, repo string, d v1.Hash, size int64, open func() (io.ReadCloser, error), mountFrom string, onePost bool) (string, error) {
+	outcome := blobFailed
+	err := w.o.retry(ctx, func() error {
+		q := url.Values{}
+		var body func() (io.ReadCloser, error)
+		switch {
+		case mountFrom != "":
+			// a mount answers 201 for a blob the repository has already: no HEAD first
+			q.Set("mount", d.String())
+			q.Set("from", mountFrom)
+		default:
+			ok, err := w.blobExists(ctx, repo, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				outcome = blobExisted
+				return nil
+			}
+			if onePost && size <= smallBlob {
+				q.Set("digest", d.String())
+				body = open
+			}
 		}
-	case http.StatusAccepted:
-		loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-		if err != nil || resp.Header.Get("Location") == "" {
-			return false, "", fmt.Errorf("upload to %s/%s: no upload location", w.reg, repo)
+		loc, done, err := w.startUpload(ctx, repo, q, size, body)
+		if err != nil {
+			return err
 		}
-		return false, loc.String(), nil
-	}
-	return false, "", fmt.Errorf("upload to %s/%s: %w", w.reg, repo, check(resp, http.StatusAccepted))
+		if done {
+			outcome = blobPushed
+			if mountFrom != "" {
+				outcome = blobMounted
+			}
+			return nil
+		}
+		if err := w.putUpload(ctx, loc, d, size, open); err != nil {
+			return err
+		}
+		outcome = blobPushed
+		return nil
+	})
+	return outcome, err
 }
 
-// finishUpload sends the whole blob to an upload location in one PUT.
-func (w *wire) finishUpload(ctx context.Context, location string, d v1.Hash, size int64, body io.Reader) error {
+// startUpload POSTs to repo's upload endpoint with the query q (a mount, or the digest of
+// a body sent along), the blob as body when body is set. It returns done when the
+// registry created the blob (201), else the upload location.
+func (w *wire) startUpload(ctx context.Context, repo string, q url.Values, size int64, body func() (io.ReadCloser, error)) (loc string, done bool, err error) {
+	u := "/v2/" + repo + "/blobs/uploads/"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader = http.NoBody
+	n := int64(0)
+	var hdr http.Header
+	if body != nil {
+		rc, err := body()
+		if err != nil {
+			return "", false, err
+		}
+		defer rc.Close()
+		rd, n = rc, size
+		hdr = http.Header{"Content-Type": {"application/octet-stream"}}
+	}
+	resp, err := w.do(ctx, http.MethodPost, u, hdr, rd, n)
+	if err != nil {
+		return "", false, err
+	}
+	if err := check(resp, http.StatusCreated, http.StatusAccepted); err != nil {
+		return "", false, fmt.Errorf("upload to %s/%s: %w", w.reg, repo, err)
+	}
+	drain(resp)
+	if resp.StatusCode == http.StatusCreated {
+		return "", true, nil
+	}
+	l, err := resp.Location()
+	if err != nil {
+		return "", false, fmt.Errorf("upload to %s/%s: no upload location: %w", w.reg, repo, err)
+	}
+	return l.String(), false, nil
+}
+
+// putUpload sends the whole blob to an upload location in one PUT and completes it.
+func (w *wire) putUpload(ctx context.Context, location string, d v1.Hash, size int64, open func() (io.ReadCloser, error)) error {
 	u, err := url.Parse(location)
 	if err != nil {
 		return err
@@ -320,7 +474,12 @@ func (w *wire) finishUpload(ctx context.Context, location string, d v1.Hash, siz
 	q := u.Query()
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
-	resp, err := w.do(ctx, http.MethodPut, u.String(), http.Header{"Content-Type": {"application/octet-stream"}}, body, size)
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	resp, err := w.do(ctx, http.MethodPut, u.String(), http.Header{"Content-Type": {"application/octet-stream"}}, rc, size)
 	if err != nil {
 		return err
 	}
@@ -383,4 +542,47 @@ func fallbackTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex }
 func isNotFound(err error) bool {
 	var te *transport.Error
 	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
+}
+
+// retry runs f until it succeeds, fails for good, or the retries are used up, waiting
+// retryDelay, then 3x longer each time, between attempts.
+func (o *options) retry(ctx context.Context, f func() error) error {
+	delay := o.retryDelay
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil || attempt >= o.retries || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		slog.Debug("retrying", "error", err, "attempt", attempt+1, "wait", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 3
+	}
+}
+
+// transient reports whether err may go away when the request is tried again.
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch terr.StatusCode {
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED)
 }
