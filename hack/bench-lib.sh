@@ -91,3 +91,56 @@ bench_note() {
 	echo "NOTE|$1|$2"
 	[ -z "${BENCH_RESULTS:-}" ] || echo "NOTE|$1|$2" >>"$BENCH_RESULTS"
 }
+
+# bench_free_port prints a loopback port nothing listens on (bash only: no python needed).
+bench_free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 30000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+	echo "no free port" >&2; exit 1
+}
+
+# bench_wait_up HOST:PORT waits until a registry answers /v2/ there.
+bench_wait_up() {
+	for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "registry $1 did not start" >&2; exit 1
+}
+
+# bench_stock_registry DIR: starts the stock distribution registry (`registry serve`) on
+# the filesystem directory DIR/stock, deletes enabled, no logs or tracing; adds its pid to
+# PIDS and sets STOCK to its host:port once it answers.
+bench_stock_registry() {
+	local port; port=$(bench_free_port)
+	cat >"$1/stock.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $1/stock
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+YAML
+	OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none registry serve "$1/stock.yml" >"$1/stock.log" 2>&1 &
+	PIDS+=($!)
+	STOCK=127.0.0.1:$port
+	bench_wait_up "$STOCK"
+}
+
+# bench_sealos_hub SEALOS DIR: starts the hub (`sealos registry serve filesystem DIR/hub`);
+# adds its pid to PIDS and sets HUB to its host:port once it answers.
+bench_sealos_hub() {
+	local port; port=$(bench_free_port)
+	"$1" registry serve filesystem "$2/hub" --port "$port" --address 127.0.0.1 >"$2/hub.log" 2>&1 &
+	PIDS+=($!)
+	HUB=127.0.0.1:$port
+	bench_wait_up "$HUB"
+}

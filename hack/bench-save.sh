@@ -46,7 +46,6 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "inf" }'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 V2=$UP/docker/registry/v2
 # put_blob FILE: move FILE into the upstream's blob store, print its hex digest.
@@ -91,7 +90,7 @@ for i in $(seq 1 "$IMAGES"); do
 done
 TOTAL=$(du -sm "$V2/blobs" | cut -f1)
 
-PORT=$(free_port)
+PORT=$(bench_free_port)
 "$SEALOS" registry serve filesystem "$UP" --address 127.0.0.1 --port "$PORT" 2>"$W/upstream.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
@@ -129,7 +128,7 @@ HUB2_PID=
 start_hub2() { # a fresh second hub on an empty directory
 	[ -z "$HUB2_PID" ] || { kill "$HUB2_PID"; wait "$HUB2_PID" 2>/dev/null || true; }
 	rm -rf "$W/hub2"
-	local port; port=$(free_port)
+	local port; port=$(bench_free_port)
 	"$SEALOS" registry serve filesystem "$W/hub2" --address 127.0.0.1 --port "$port" 2>"$W/hub2.log" &
 	HUB2_PID=$!
 	PIDS+=($!)
@@ -164,7 +163,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 # Check: every saved image, served by the hub, has its upstream digest.
-SPORT=$(free_port)
+SPORT=$(bench_free_port)
 "$SEALOS" registry serve filesystem "$CTX/registry" --address 127.0.0.1 --port "$SPORT" --read-only 2>"$W/saved.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$SPORT/v2/" >/dev/null && break; sleep 0.1; done

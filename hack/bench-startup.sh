@@ -35,42 +35,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-	echo "bench-startup: no free port" >&2; exit 1
-}
-wait_up() { for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "registry $1 did not start" >&2; exit 1; }
-
 go build -o "$WORK/benchdata" "$HERE/hack/benchdata"
 go build -o "$WORK/benchstart" "$HERE/hack/benchstart"
 "$WORK/benchdata" -out "$WORK/layouts" -store "$WORK/root" -ref-prefix "bench/" -images "small=8x256KiB" >/dev/null
 
-HUB_PORT=$(free_port)
-"$SEALOS" registry serve filesystem "$WORK/hub" --port "$HUB_PORT" --address 127.0.0.1 >"$WORK/hub.log" 2>&1 &
-PIDS+=($!)
-STOCK_PORT=$(free_port)
-cat >"$WORK/stock.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/stock
-http:
-  addr: 127.0.0.1:$STOCK_PORT
-YAML
-OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none registry serve "$WORK/stock.yml" >"$WORK/stock.log" 2>&1 &
-PIDS+=($!)
-HUB=127.0.0.1:$HUB_PORT
-STOCK=127.0.0.1:$STOCK_PORT
-wait_up "$HUB"
-wait_up "$STOCK"
+bench_sealos_hub "$SEALOS" "$WORK"
+bench_stock_registry "$WORK"
 
 S="$SEALOS --root $WORK/root"
 B="buildah --root $WORK/buildah --runroot $WORK/buildah-run --storage-driver vfs"

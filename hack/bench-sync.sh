@@ -40,8 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "registry $1 did not start" >&2; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 declare -A HUBPID
@@ -49,11 +47,11 @@ hub() { # NAME: (re)start the hub NAME on an empty directory; sets HUB to its ho
 	local port
 	[ -z "${HUBPID[$1]:-}" ] || { kill "${HUBPID[$1]}"; wait "${HUBPID[$1]}" 2>/dev/null || true; }
 	[ "$1" = src ] || rm -rf "${WORK:?}/$1"
-	port=$(free_port)
+	port=$(bench_free_port)
 	"$SEALOS" registry serve filesystem "$WORK/$1" --port "$port" --address 127.0.0.1 >"$WORK/$1.log" 2>&1 &
 	PIDS+=($!)
 	HUBPID[$1]=$!
-	wait_up "127.0.0.1:$port"
+	bench_wait_up "127.0.0.1:$port"
 	HUB=127.0.0.1:$port
 }
 

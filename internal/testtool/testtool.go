@@ -10,6 +10,7 @@ package testtool
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -87,4 +88,20 @@ func RequireRoot(t testing.TB, why string) {
 	if os.Geteuid() != 0 {
 		Missing(t, "%s needs root; run the tests as root (CI does)", why)
 	}
+}
+
+// RandomStrings returns n strings of 0 to maxLen bytes drawn from alphabet (its bytes, so
+// a multi-byte character can be cut), the same ones for the same seed: inputs for checking
+// a hand-written matcher against the pattern it replaces.
+func RandomStrings(seed uint64, n, maxLen int, alphabet string) []string {
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	out := make([]string, n)
+	for i := range out {
+		b := make([]byte, r.IntN(maxLen+1))
+		for j := range b {
+			b[j] = alphabet[r.IntN(len(alphabet))]
+		}
+		out[i] = string(b)
+	}
+	return out
 }

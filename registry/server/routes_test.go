@@ -1,10 +1,11 @@
 package server
 
 import (
-	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cluster-image/sealos/internal/testtool"
 )
 
 // The hand-written checks accept exactly what distribution's patterns accept.
@@ -13,15 +14,7 @@ func TestValidTagAndUploadIDMatchTheirPatterns(t *testing.T) {
 	idRE := regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 	cases := []string{"", "v1", "latest", "_x", ".x", "-x", "a.b-c_d", "a/b", "a:b", "é",
 		strings.Repeat("a", 128), strings.Repeat("a", 129), "A-Z_09", "x y", "x\n"}
-	r := rand.New(rand.NewPCG(1, 2))
-	const alphabet = "aZ09_.-/:é \x00"
-	for range 20000 {
-		b := make([]byte, r.IntN(131))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		cases = append(cases, string(b))
-	}
+	cases = append(cases, testtool.RandomStrings(1, 20000, 130, "aZ09_.-/:é \x00")...)
 	for _, c := range cases {
 		if got, want := validTag(c), tagRE.MatchString(c); got != want {
 			t.Fatalf("validTag(%q) = %v, the pattern says %v", c, got, want)

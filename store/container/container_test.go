@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cluster-image/sealos/apply/tree"
+	"github.com/cluster-image/sealos/internal/testtool"
 	"github.com/cluster-image/sealos/store"
 )
 
@@ -134,15 +134,7 @@ func TestValidNameMatchesItsPattern(t *testing.T) {
 	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 	cases := []string{"", "app", "app-1.v2_x", "_x", ".x", "-x", "a/b", "é",
 		strings.Repeat("a", 128), strings.Repeat("a", 129)}
-	r := rand.New(rand.NewPCG(3, 4))
-	const alphabet = "aZ09_.-/:é \x00"
-	for range 20000 {
-		b := make([]byte, r.IntN(131))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		cases = append(cases, string(b))
-	}
+	cases = append(cases, testtool.RandomStrings(3, 20000, 130, "aZ09_.-/:é \x00")...)
 	for _, c := range cases {
 		if got, want := validName(c), re.MatchString(c); got != want {
 			t.Fatalf("validName(%q) = %v, the pattern says %v", c, got, want)
