@@ -49,21 +49,29 @@ func UntarManifest(r io.Reader, dir string) (*Manifest, error) {
 	return m, nil
 }
 
+// extractor writes one archive's entries below dir and records them in entries.
+type extractor struct {
+	dir     string
+	entries map[string]Entry
+	nondir  map[string]bool // paths written that are not directories
+	dirs    []dirMode       // modes set once every entry is written
+	w       *fileWriter
+}
+
+type dirMode struct {
+	p    string
+	mode os.FileMode
+}
+
 func untar(r io.Reader, dir string, entries map[string]Entry) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	nondir := map[string]bool{} // paths we created that are not directories
+	x := &extractor{dir: dir, entries: entries, nondir: map[string]bool{}, w: newFileWriter(8)}
+	defer x.w.close()
 	tr := tar.NewReader(r)
-	type dirMode struct {
-		p    string
-		mode os.FileMode
-	}
-	var dirs []dirMode
-	w := newFileWriter(8)
-	defer w.close()
 	for {
-		if err := w.error(); err != nil {
+		if err := x.w.error(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
@@ -73,112 +81,132 @@ func untar(r io.Reader, dir string, entries map[string]Entry) error {
 		if err != nil {
 			return fmt.Errorf("read archive: %w", err)
 		}
-		rel, err := cleanName(hdr.Name)
-		if err != nil {
+		if err := x.entry(tr, hdr); err != nil {
 			return err
-		}
-		if rel == "" || strings.HasPrefix(path.Base(rel), ".wh.") {
-			continue
-		}
-		if shadowed(rel, nondir) {
-			continue
-		}
-		target := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := mkParents(dir, rel, entries); err != nil {
-			return err
-		}
-		mode := os.FileMode(hdr.Mode & 0o7777)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if e, ok := entries[rel]; ok && e.Type != TypeDir {
-				continue // an upper layer put a file here
-			}
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirMode{target, mode | 0o700})
-			entries[rel] = Entry{Path: rel, Type: TypeDir, Mode: uint32(mode | 0o700)}
-		case tar.TypeReg, tar.TypeRegA:
-			if _, ok := entries[rel]; ok {
-				continue // already extracted from an upper layer
-			}
-			h := sha256.New()
-			var n int64
-			if hdr.Size <= smallFile {
-				// Small files are written by a pool: creating files is latency bound.
-				data := make([]byte, hdr.Size)
-				if _, err := io.ReadFull(tr, data); err != nil {
-					return fmt.Errorf("extract %s: %w", rel, err)
-				}
-				h.Write(data)
-				n = int64(len(data))
-				w.submit(fileJob{target: target, rel: rel, data: data, mode: mode})
-			} else {
-				f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-				if err != nil {
-					return err
-				}
-				n, err = io.Copy(io.MultiWriter(f, h), tr)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err == nil {
-					err = os.Chmod(target, mode)
-				}
-				if err != nil {
-					return fmt.Errorf("extract %s: %w", rel, err)
-				}
-			}
-			nondir[rel] = true
-			entries[rel] = Entry{Path: rel, Type: TypeFile, Mode: uint32(mode), Size: n, Sum: hex.EncodeToString(h.Sum(nil))}
-		case tar.TypeSymlink:
-			if _, ok := entries[rel]; ok {
-				continue
-			}
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
-				return err
-			}
-			nondir[rel] = true
-			entries[rel] = Entry{Path: rel, Type: TypeSymlink, Mode: 0o777, Link: hdr.Linkname}
-		case tar.TypeLink:
-			lrel, err := cleanName(hdr.Linkname)
-			if err != nil || lrel == "" {
-				return fmt.Errorf("%w: hard link %s -> %s", ErrUnsafePath, hdr.Name, hdr.Linkname)
-			}
-			if shadowed(lrel, nondir) {
-				return fmt.Errorf("%w: hard link %s -> %s goes through a symlink", ErrUnsafePath, hdr.Name, hdr.Linkname)
-			}
-			src := filepath.Join(dir, filepath.FromSlash(lrel))
-			if err := w.wait(); err != nil { // the target may still be in the pool
-				return err
-			}
-			fi, err := os.Lstat(src)
-			if err != nil || !fi.Mode().IsRegular() {
-				return fmt.Errorf("hard link %s -> %s: target is not a file extracted before it", hdr.Name, hdr.Linkname)
-			}
-			if _, ok := entries[rel]; ok {
-				continue
-			}
-			if err := os.Link(src, target); err != nil {
-				return err
-			}
-			nondir[rel] = true
-			e := entries[lrel]
-			e.Path = rel
-			entries[rel] = e
-		default:
-			// Devices, FIFOs and the like have no place in a cluster image.
 		}
 	}
-	if err := w.close(); err != nil {
+	if err := x.w.close(); err != nil {
 		return err
 	}
 	// Directory modes last, so a read-only directory does not stop its own extraction.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i].p, dirs[i].mode); err != nil {
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(x.dirs[i].p, x.dirs[i].mode); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// entry writes the archive entry hdr (its content read from tr). What an upper layer wrote
+// already wins, and a path below something that is not a directory is skipped.
+func (x *extractor) entry(tr io.Reader, hdr *tar.Header) error {
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if rel == "" || strings.HasPrefix(path.Base(rel), ".wh.") || shadowed(rel, x.nondir) {
+		return nil
+	}
+	if err := mkParents(x.dir, rel, x.entries); err != nil {
+		return err
+	}
+	target := filepath.Join(x.dir, filepath.FromSlash(rel))
+	mode := os.FileMode(hdr.Mode & 0o7777)
+	if hdr.Typeflag == tar.TypeLink {
+		return x.hardlink(rel, target, hdr)
+	}
+	prev, exists := x.entries[rel]
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if exists && prev.Type != TypeDir {
+			return nil // an upper layer put a file here
+		}
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return err
+		}
+		x.dirs = append(x.dirs, dirMode{target, mode | 0o700})
+		x.entries[rel] = Entry{Path: rel, Type: TypeDir, Mode: uint32(mode | 0o700)}
+		return nil
+	case tar.TypeReg, tar.TypeRegA:
+		if exists {
+			return nil
+		}
+		return x.file(rel, target, mode, tr, hdr.Size)
+	case tar.TypeSymlink:
+		if exists {
+			return nil
+		}
+		if err := os.Symlink(hdr.Linkname, target); err != nil {
+			return err
+		}
+		x.nondir[rel] = true
+		x.entries[rel] = Entry{Path: rel, Type: TypeSymlink, Mode: 0o777, Link: hdr.Linkname}
+	}
+	// Devices, FIFOs and the like have no place in a cluster image.
+	return nil
+}
+
+// file writes a regular file of size bytes, hashing it on the way.
+func (x *extractor) file(rel, target string, mode os.FileMode, r io.Reader, size int64) error {
+	h := sha256.New()
+	var n int64
+	if size <= smallFile {
+		// Small files are written by a pool: creating files is latency bound.
+		data := make([]byte, size)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return fmt.Errorf("extract %s: %w", rel, err)
+		}
+		h.Write(data)
+		n = int64(len(data))
+		x.w.submit(fileJob{target: target, rel: rel, data: data, mode: mode})
+	} else {
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		n, err = io.Copy(io.MultiWriter(f, h), r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(target, mode)
+		}
+		if err != nil {
+			return fmt.Errorf("extract %s: %w", rel, err)
+		}
+	}
+	x.nondir[rel] = true
+	x.entries[rel] = Entry{Path: rel, Type: TypeFile, Mode: uint32(mode), Size: n, Sum: hex.EncodeToString(h.Sum(nil))}
+	return nil
+}
+
+// hardlink links rel to a file extracted before it, inside dir and not through a symlink.
+func (x *extractor) hardlink(rel, target string, hdr *tar.Header) error {
+	lrel, err := cleanName(hdr.Linkname)
+	if err != nil || lrel == "" {
+		return fmt.Errorf("%w: hard link %s -> %s", ErrUnsafePath, hdr.Name, hdr.Linkname)
+	}
+	if shadowed(lrel, x.nondir) {
+		return fmt.Errorf("%w: hard link %s -> %s goes through a symlink", ErrUnsafePath, hdr.Name, hdr.Linkname)
+	}
+	src := filepath.Join(x.dir, filepath.FromSlash(lrel))
+	if err := x.w.wait(); err != nil { // the target may still be in the pool
+		return err
+	}
+	fi, err := os.Lstat(src)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("hard link %s -> %s: target is not a file extracted before it", hdr.Name, hdr.Linkname)
+	}
+	if _, ok := x.entries[rel]; ok {
+		return nil
+	}
+	if err := os.Link(src, target); err != nil {
+		return err
+	}
+	x.nondir[rel] = true
+	e := x.entries[lrel]
+	e.Path = rel
+	x.entries[rel] = e
 	return nil
 }
 
