@@ -328,114 +328,145 @@ func pullMode(s string) (string, error) {
 	return "", fmt.Errorf("--pull %q: use always, missing, newer (true), never or false", s)
 }
 
+// buildInputs is what a build takes once the flags are checked and the Kubefile parsed.
+type buildInputs struct {
+	contextDir, file string
+	kf               *kubefile.File
+	buildArgs        map[string]string
+	labels           map[string]string
+	annotations      map[string]string
+	env              []string
+	imageEnv         map[string]string // the image's env as far as the Kubefile says
+	tags             []string
+	creds            client.Credentials
+}
+
 func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
-	ctx := cmd.Context()
-	buildArgs, err := keyValues("--build-arg", f.buildArgs, true)
-	if err != nil {
-		return err
-	}
-	if err := f.checkCompat(cmd, buildArgs); err != nil {
-		return err
-	}
-	if f.output != "text" && f.output != "json" {
-		return fmt.Errorf("unknown --output %q: use text or json", f.output)
-	}
-	if err := buildkit.CheckCompression(f.compression); err != nil {
-		return fmt.Errorf("--compression: %w", err)
-	}
-	if err := buildkit.CheckProgress(f.progress); err != nil {
-		return fmt.Errorf("--progress: %w", err)
-	}
-	if _, err := parsePlatforms(f.platforms); err != nil {
-		return err
-	}
-	tags := make([]string, 0, len(f.tags))
-	for _, t := range f.tags {
-		n, err := store.NormalizeRef(t)
-		if err != nil {
-			return fmt.Errorf("-t %q: %w", t, err)
-		}
-		tags = append(tags, n)
-	}
-	if f.manifest != "" {
-		if _, err := store.NormalizeRef(f.manifest); err != nil {
-			return fmt.Errorf("--manifest %q: %w", f.manifest, err)
-		}
-	}
-	if _, ok := buildArgs[frontend.ArgSourceDateEpoch]; !ok {
-		if v := os.Getenv(frontend.ArgSourceDateEpoch); v != "" {
-			buildArgs[frontend.ArgSourceDateEpoch] = v
-		}
-	}
-	labels, err := keyValues("--label", f.labels, false)
-	if err != nil {
-		return err
-	}
-	annotations, err := keyValues("--annotation", f.annotations, false)
-	if err != nil {
-		return err
-	}
-	env, err := envItems(f.env)
-	if err != nil {
-		return err
-	}
-	creds, err := f.login.credentials()
-	if err != nil {
-		return err
-	}
-	if fi, err := os.Stat(contextDir); err != nil {
-		return fmt.Errorf("build context: %w", err)
-	} else if !fi.IsDir() {
-		return fmt.Errorf("build context %s is not a directory", contextDir)
-	}
-	file := f.file
-	if file == "" {
-		p, err := kubefile.FindKubefile(contextDir)
-		if err != nil && !f.imagesOnly {
-			return err
-		}
-		file = p
-	}
-	if f.imagesOnly && file == "" {
-		return buildImagesOnly(cmd, contextDir, f.output, nil)
-	}
-	// Parse here so a broken Kubefile fails at once, naming file and line, before any
-	// engine starts.
-	kf, err := kubefile.ParseFile(file)
-	if err != nil {
-		return err
-	}
-	if f.from != "" {
-		kf.Stages[0].Base = f.from
-	}
-	// The env the image will have, as far as the Kubefile says: *.tmpl manifests are
-	// rendered with it to find their images.
-	imageEnv, err := kf.StaticEnv(f.target, buildArgs)
-	if err != nil {
-		return err
-	}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		imageEnv[k] = v
-	}
-	if f.imagesOnly {
-		return buildImagesOnly(cmd, contextDir, f.output, imageEnv)
-	}
-	src, err := os.ReadFile(file)
-	if err != nil {
+	in, err := f.inputs(cmd, contextDir)
+	if err != nil || in == nil {
 		return err
 	}
 	st, err := store.Open(global.root)
 	if err != nil {
 		return err
 	}
-	ropts := []client.Option{
-		client.WithKeychain(creds.Keychain()), client.WithTLSVerify(f.tlsVerify),
-		client.WithRetry(f.retry, f.retryDelay), client.WithUserAgent("sealos/" + version),
-	}
-	bases, err := kf.BaseImages(buildArgs, nil)
+	insecure, err := prepareBuild(cmd, st, &f, in)
 	if err != nil {
 		return err
+	}
+	// Until the result is in the manifest list it may have no name: keep GC off it.
+	release, err := st.Lease(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
+	res, err := runEngine(cmd, st, f, in, insecure)
+	if err != nil {
+		return err
+	}
+	return finishBuild(cmd, st, f, in.tags, res)
+}
+
+// inputs checks the flags, parses the Kubefile (so a broken one fails at once, naming
+// file and line, before any engine starts) and works out what the build takes. With
+// --images-only it does that job itself and returns nil inputs.
+func (f *buildFlags) inputs(cmd *cobra.Command, contextDir string) (*buildInputs, error) {
+	in := &buildInputs{contextDir: contextDir}
+	var err error
+	if in.buildArgs, err = keyValues("--build-arg", f.buildArgs, true); err != nil {
+		return nil, err
+	}
+	if err := f.checkCompat(cmd, in.buildArgs); err != nil {
+		return nil, err
+	}
+	if f.output != "text" && f.output != "json" {
+		return nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	}
+	if err := buildkit.CheckCompression(f.compression); err != nil {
+		return nil, fmt.Errorf("--compression: %w", err)
+	}
+	if err := buildkit.CheckProgress(f.progress); err != nil {
+		return nil, fmt.Errorf("--progress: %w", err)
+	}
+	if _, err := parsePlatforms(f.platforms); err != nil {
+		return nil, err
+	}
+	for _, t := range f.tags {
+		n, err := store.NormalizeRef(t)
+		if err != nil {
+			return nil, fmt.Errorf("-t %q: %w", t, err)
+		}
+		in.tags = append(in.tags, n)
+	}
+	if f.manifest != "" {
+		if _, err := store.NormalizeRef(f.manifest); err != nil {
+			return nil, fmt.Errorf("--manifest %q: %w", f.manifest, err)
+		}
+	}
+	if _, ok := in.buildArgs[frontend.ArgSourceDateEpoch]; !ok {
+		if v := os.Getenv(frontend.ArgSourceDateEpoch); v != "" {
+			in.buildArgs[frontend.ArgSourceDateEpoch] = v
+		}
+	}
+	if in.labels, err = keyValues("--label", f.labels, false); err != nil {
+		return nil, err
+	}
+	if in.annotations, err = keyValues("--annotation", f.annotations, false); err != nil {
+		return nil, err
+	}
+	if in.env, err = envItems(f.env); err != nil {
+		return nil, err
+	}
+	if in.creds, err = f.login.credentials(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(contextDir); err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", contextDir)
+	}
+	in.file = f.file
+	if in.file == "" {
+		p, err := kubefile.FindKubefile(contextDir)
+		if err != nil && !f.imagesOnly {
+			return nil, err
+		}
+		in.file = p
+	}
+	if f.imagesOnly && in.file == "" {
+		return nil, buildImagesOnly(cmd, contextDir, f.output, nil)
+	}
+	if in.kf, err = kubefile.ParseFile(in.file); err != nil {
+		return nil, err
+	}
+	if f.from != "" {
+		in.kf.Stages[0].Base = f.from
+	}
+	// *.tmpl manifests are rendered with the image's env to find their images.
+	if in.imageEnv, err = in.kf.StaticEnv(f.target, in.buildArgs); err != nil {
+		return nil, err
+	}
+	for _, kv := range in.env {
+		k, v, _ := strings.Cut(kv, "=")
+		in.imageEnv[k] = v
+	}
+	if f.imagesOnly {
+		return nil, buildImagesOnly(cmd, contextDir, f.output, in.imageEnv)
+	}
+	return in, nil
+}
+
+// prepareBuild pulls the base images as --pull says (settling --all-platforms' platforms
+// first) and saves the images the context needs into its registry/ dir. It returns the
+// registries the engine may reach without TLS checks.
+func prepareBuild(cmd *cobra.Command, st *store.Store, f *buildFlags, in *buildInputs) ([]string, error) {
+	ropts := []client.Option{
+		client.WithKeychain(in.creds.Keychain()), client.WithTLSVerify(f.tlsVerify),
+		client.WithRetry(f.retry, f.retryDelay), client.WithUserAgent("sealos/" + version),
+	}
+	bases, err := in.kf.BaseImages(in.buildArgs, nil)
+	if err != nil {
+		return nil, err
 	}
 	insecure := f.insecure
 	if !f.tlsVerify {
@@ -443,22 +474,31 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	}
 	if f.allPlatforms {
 		if f.platforms, err = commonPlatforms(cmd, st, bases, ropts); err != nil {
-			return err
+			return nil, err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "building for %s\n", strings.Join(f.platforms, ", "))
 	}
-	if err := pullBases(cmd, st, bases, f, ropts); err != nil {
-		return err
+	if err := pullBases(cmd, st, bases, *f, ropts); err != nil {
+		return nil, err
 	}
-
-	var imageAnnotations map[string]string
 	if f.saveImage {
-		if imageAnnotations, err = buildSaveImages(cmd, contextDir, f.platforms, kf, saveTuning{env: imageEnv, jobs: f.maxPullProcs, keychain: creds.Keychain(), retries: f.retry, retryDelay: f.retryDelay}); err != nil {
-			return err
+		saved, err := buildSaveImages(cmd, in.contextDir, f.platforms, in.kf, saveTuning{env: in.imageEnv, jobs: f.maxPullProcs,
+			keychain: in.creds.Keychain(), retries: f.retry, retryDelay: f.retryDelay})
+		if err != nil {
+			return nil, err
 		}
+		maps.Copy(in.annotations, saved)
 	}
-	maps.Copy(annotations, imageAnnotations)
+	return insecure, nil
+}
 
+// runEngine connects to (or starts) the BuildKit engine and builds into the store.
+func runEngine(cmd *cobra.Command, st *store.Store, f buildFlags, in *buildInputs, insecure []string) (*buildkit.Result, error) {
+	ctx := cmd.Context()
+	src, err := os.ReadFile(in.file)
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	engine, err := buildkit.Connect(ctx, f.addr, buildkit.DaemonOptions{
 		Root:               filepath.Join(global.root, "buildkit"),
@@ -466,7 +506,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		Debug:              global.debug,
 	}, func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), msg) })
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		t := time.Now()
@@ -475,19 +515,12 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 	}()
 	slog.Debug("build engine ready", "addr", engine.Addr(), "took", time.Since(t0))
 	t0 = time.Now()
-
-	// Until the result is in the manifest list it may have no name: keep GC off it.
-	release, err := st.Lease(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
 	res, err := engine.Build(ctx, buildkit.BuildOptions{
-		ContextDir:       contextDir,
-		File:             file,
-		Tags:             tags,
-		BuildArgs:        buildArgs,
-		Labels:           labels,
+		ContextDir:       in.contextDir,
+		File:             in.file,
+		Tags:             in.tags,
+		BuildArgs:        in.buildArgs,
+		Labels:           in.labels,
 		Target:           f.target,
 		Platforms:        f.platforms,
 		NoCache:          f.noCache,
@@ -495,33 +528,37 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextDir string) error {
 		CompressionLevel: f.compressionLevel,
 		DockerFormat:     f.format == "docker",
 		Store:            st,
-		Auth:             creds.Lookup,
+		Auth:             in.creds.Lookup,
 		Frontend: frontend.BuildFunc(frontend.Options{
-			File: kf, Source: src, Filename: file, Annotations: annotations,
-			Env: env, Squash: f.squash, LocalOnly: f.pull == "never",
-			OwnTransferPaths: frontend.OwnTransferPaths(kf, contextDir),
+			File: in.kf, Source: src, Filename: in.file, Annotations: in.annotations,
+			Env: in.env, Squash: f.squash, LocalOnly: f.pull == "never",
+			OwnTransferPaths: frontend.OwnTransferPaths(in.kf, in.contextDir),
 			Warn:             func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "WARNING:", msg) },
 		}),
 		Progress:    f.progress,
 		ProgressOut: cmd.ErrOrStderr(),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	slog.Debug("build done", "took", time.Since(t0))
+	return res, nil
+}
+
+// finishBuild adds the result to --manifest, writes --iidfile and says what was built.
+func finishBuild(cmd *cobra.Command, st *store.Store, f buildFlags, tags []string, res *buildkit.Result) error {
 	out := buildResult{Tags: tags, Digest: res.Descriptor.Digest.String(), Steps: res.Steps, Cached: res.Cached}
-	if id, err := st.ImageID(res.V1Descriptor()); err == nil {
-		out.ID = id.String()
-	} else {
+	id, err := st.ImageID(res.V1Descriptor())
+	if err != nil {
 		return err
 	}
+	out.ID = id.String()
 	if f.manifest != "" {
-		d := res.V1Descriptor()
-		entries, err := st.ListEntryOf(d, out.Digest, true, store.HostPlatform())
+		entries, err := st.ListEntryOf(res.V1Descriptor(), out.Digest, true, store.HostPlatform())
 		if err != nil {
 			return err
 		}
-		if _, err := st.EditList(ctx, f.manifest, store.CreateOrEdit, func(l *v1.IndexManifest) error {
+		if _, err := st.EditList(cmd.Context(), f.manifest, store.CreateOrEdit, func(l *v1.IndexManifest) error {
 			for _, e := range entries {
 				store.PutListEntry(l, e)
 			}
