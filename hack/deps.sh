@@ -15,6 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 #   curl zstd       the registry check of apply, zstd-compressed shipping
 #   python3 bc      benchmark scripts
 #   procps kmod     sysctl, pgrep and (best effort) modprobe in the Kubernetes image's scripts
+#   redis-server    the Redis that hub replicas share (their tests start their own)
 #   chromium fonts-liberation  headless browser (and a font for its screenshots) for the web
 #                   view's browser tests (registry/ui)
 #   containernetworking-plugins  the Kubernetes rootfs image (make kube-image) ships its CNI
@@ -25,7 +26,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get install -y --no-install-recommends \
     runc busybox-static skopeo buildah openssh-server openssh-client openssl containerd \
     iproute2 util-linux iptables ca-certificates git make tar curl zstd python3 bc \
-    containernetworking-plugins procps kmod chromium fonts-liberation
+    containernetworking-plugins procps kmod chromium fonts-liberation redis-server
 else
   echo "deps: not root: skipping apt-get (the build and node tests need root)" >&2
 fi
@@ -35,5 +36,7 @@ fi
 go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go install github.com/regclient/regclient/cmd/regctl@v0.11.7
 go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+# an S3-compatible server (posix backend) for the hub's replicas on one bucket
+go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 # the OCI distribution-spec conformance suite (a main package; the binary is "conformance")
 go install github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111

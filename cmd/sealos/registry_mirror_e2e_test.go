@@ -36,8 +36,22 @@ import (
 // stop function (also run at cleanup).
 func stoppableHub(t *testing.T, bin, dir string, extra ...string) (string, func()) {
 	t.Helper()
-	args := append([]string{"registry", "serve", "filesystem", dir, "--port", "0", "--address", "127.0.0.1"}, extra...)
-	cmd := exec.Command(bin, args...)
+	h := startServe(t, bin, append([]string{"filesystem", dir}, extra...)...)
+	return h.addr, h.stop
+}
+
+// servedHub is a `sealos registry serve` process.
+type servedHub struct {
+	addr string
+	proc *os.Process
+	stop func() // SIGINT, then SIGKILL after 10 s; also run at cleanup
+}
+
+// startServe runs `sealos registry serve ARGS... --port 0 --address 127.0.0.1` and waits
+// for the address it prints.
+func startServe(t *testing.T, bin string, args ...string) servedHub {
+	t.Helper()
+	cmd := exec.Command(bin, append(append([]string{"registry", "serve"}, args...), "--port", "0", "--address", "127.0.0.1")...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -60,17 +74,19 @@ func stoppableHub(t *testing.T, bin, dir string, extra ...string) (string, func(
 	t.Cleanup(stop)
 	re := regexp.MustCompile(`on https?://(\S+)`)
 	sc := bufio.NewScanner(stderr)
+	var said []string
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			go func() {
 				for sc.Scan() {
 				}
 			}()
-			return m[1], stop
+			return servedHub{addr: m[1], proc: cmd.Process, stop: stop}
 		}
+		said = append(said, sc.Text())
 	}
-	t.Fatalf("registry serve exited without printing its address")
-	return "", nil
+	t.Fatalf("registry serve %v exited without printing its address:\n%s", args, strings.Join(said, "\n"))
+	return servedHub{}
 }
 
 // containerd runs a private containerd (own root, state and socket; CRI off) and returns

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/distribution/distribution/v3/configuration"
 	"github.com/spf13/cobra"
 
 	"github.com/cluster-image/sealos/registry/server"
@@ -33,6 +35,8 @@ type registryServeOptions struct {
 	mirrors         []string
 	mirrorTTL       time.Duration
 	mirrorTLSVerify bool
+	secret          string
+	redis           string
 
 	allowSparseIndex bool
 
@@ -51,7 +55,7 @@ func newRegistryServeCmd() *cobra.Command {
 	o := &registryServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve an OCI registry (the hub) from a directory or from memory",
+		Short: "Serve an OCI registry (the hub) from a directory, from memory or from an S3 bucket",
 		Long: `serve runs the hub: an OCI distribution 1.1 registry (distribution v3 plus the referrers
 API), until SIGINT or SIGTERM. On a signal it stops accepting connections and lets requests
 in flight finish (up to --shutdown-timeout); an upload cut short stays invisible. Killed
@@ -68,14 +72,29 @@ images it carries and whether the hub has them, signatures and other referrers),
 chart of where the bytes go. It asks for the same login as the API; --no-ui turns it off.
 
 The limits flags keep one client from starving the others: idle and slow connections
-are closed, a full disk is answered 507 and the cut upload's data removed at once.`,
+are closed, a full disk is answered 507 and the cut upload's data removed at once.
+
+Several hubs may serve one S3 bucket as replicas behind a load balancer ('serve s3', or
+--config with distribution's storage.s3 section): give them one --secret and one --redis.
+What works only on a directory: blobs served with sendfile, the one-pass upload path,
+--min-free-space, and gc while hubs write (a bucket is collected while every replica is
+read-only; see 'sealos registry gc'). docs/hub-at-scale.md says how to run replicas.`,
 		Example: `  sealos registry serve filesystem /var/lib/registry
   sealos registry serve fs ./registry -p 5001 --htpasswd /etc/registry/htpasswd --access-log
   sealos registry serve inmem --address 127.0.0.1 --port 0
+  # a replica of a hub on a bucket (the same on every replica host)
+  sealos registry serve s3 registry --endpoint http://10.0.0.5:7070 --secret "$SECRET" --redis 10.0.0.6:6379
+  sealos registry serve --config /etc/registry/config.yml   # distribution's own file, storage and all
   # an air-gapped site's hub: mirrors docker.io and quay.io, keeps what it fetched
   sealos registry serve filesystem /var/lib/registry --mirror docker.io=https://registry-1.docker.io --mirror quay.io=https://quay.io`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.configFile == "" {
+				return cmd.Help()
+			}
+			// storage from the file: filesystem, inmemory or s3
+			return runRegistryServe(cmd, o, server.Config{}, nil)
+		},
 	}
 	f := cmd.PersistentFlags()
 	f.IntVarP(&o.port, "port", "p", 5000, "port to listen on (0 picks a free one)")
@@ -85,7 +104,9 @@ are closed, a full disk is answered 507 and the cut upload's data removed at onc
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.BoolVar(&o.readOnly, "read-only", false, "refuse pushes and deletes")
 	f.BoolVar(&o.noUI, "no-ui", false, "do not serve the web view at / and /ui/")
-	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML) for anything else (http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, storage comes from the subcommand")
+	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML: storage, redis, http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, and so does the storage a subcommand names")
+	f.StringVar(&o.secret, "secret", "", "key that signs upload state (http.secret): the same on every replica behind one name (default: random per process)")
+	f.StringVar(&o.redis, "redis", "", "Redis HOST:PORT for the blob descriptor cache (redis.addrs and storage.cache.blobdescriptor: redis): what replicas share")
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after a signal")
@@ -111,7 +132,7 @@ are closed, a full disk is answered 507 and the cut upload's data removed at onc
 		Example: "  sealos registry serve filesystem /var/lib/registry --port 5000",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRegistryServe(cmd, o, server.Config{RootDirectory: args[0]})
+			return runRegistryServe(cmd, o, server.Config{RootDirectory: args[0]}, nil)
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -120,22 +141,96 @@ are closed, a full disk is answered 507 and the cut upload's data removed at onc
 		Example: "  sealos registry serve inmem -p 5001",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRegistryServe(cmd, o, server.Config{InMemory: true})
+			return runRegistryServe(cmd, o, server.Config{InMemory: true}, nil)
 		},
 	})
+	cmd.AddCommand(newRegistryServeS3Cmd(o))
 	return cmd
 }
 
-func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Config) error {
+// s3Options are the common settings of distribution's S3 driver, as flags.
+type s3Options struct {
+	region, endpoint, accessKey, secretKey, rootDir string
+	pathStyle, insecure, skipVerify                 bool
+}
+
+func newRegistryServeS3Cmd(o *registryServeOptions) *cobra.Command {
+	s3 := &s3Options{}
+	cmd := &cobra.Command{
+		Use:   "s3 BUCKET",
+		Short: "Serve a registry stored in an S3 bucket, which several hubs (replicas) may share",
+		Long: `s3 serves the registry kept in BUCKET with distribution's S3 driver. Replicas: run the
+same command on several hosts with the same --secret (upload sessions move between them)
+and --redis (one blob descriptor cache), and put a load balancer in front; see
+docs/hub-at-scale.md. Credentials come from --access-key/--secret-key, else from the
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables or the host's role.
+A --config file's storage.s3 section may say the rest (e.g. chunksize, storageclass).`,
+		Example: `  sealos registry serve s3 registry --endpoint http://10.0.0.5:7070 --region us-east-1 \
+    --secret "$SECRET" --redis 10.0.0.6:6379 --port 5000
+  sealos registry serve --config /etc/registry/config.yml   # storage: s3: ... in the file`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRegistryServe(cmd, o, server.Config{}, s3.parameters(args[0]))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&s3.region, "region", "us-east-1", "the bucket's region")
+	f.StringVar(&s3.endpoint, "endpoint", "", "URL of an S3-compatible service (regionendpoint), e.g. http://minio:9000")
+	f.StringVar(&s3.accessKey, "access-key", "", "access key ID (default: $AWS_ACCESS_KEY_ID or the host's role)")
+	f.StringVar(&s3.secretKey, "secret-key", "", "secret access key (default: $AWS_SECRET_ACCESS_KEY)")
+	f.StringVar(&s3.rootDir, "prefix", "", "key prefix in the bucket (rootdirectory), for several registries in one bucket")
+	f.BoolVar(&s3.pathStyle, "path-style", true, "address the bucket in the path (forcepathstyle), as S3-compatible services want")
+	f.BoolVar(&s3.skipVerify, "skip-verify", false, "do not verify the endpoint's TLS certificate")
+	return cmd
+}
+
+// parameters are the storage.s3 parameters the flags set (those not set are left to the
+// --config file's).
+func (s *s3Options) parameters(bucket string) map[string]any {
+	p := map[string]any{"bucket": bucket, "region": s.region, "forcepathstyle": s.pathStyle}
+	set := func(k, v string) {
+		if v != "" {
+			p[k] = v
+		}
+	}
+	set("regionendpoint", s.endpoint)
+	set("accesskey", s.accessKey)
+	set("secretkey", s.secretKey)
+	set("rootdirectory", s.rootDir)
+	if s.skipVerify {
+		p["skipverify"] = true
+	}
+	if strings.HasPrefix(s.endpoint, "http://") {
+		p["secure"] = false
+	}
+	return p
+}
+
+// runRegistryServe serves cfg's storage; remote, when set, is the storage.<driver>
+// parameters of a remote driver a subcommand named (s3), over the --config file's.
+func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Config, remote map[string]any) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
 	listen := net.JoinHostPort(o.address, strconv.Itoa(o.port))
+	var dc *configuration.Configuration
 	if o.configFile != "" {
-		dc, err := server.LoadDistributionConfig(o.configFile)
-		if err != nil {
+		var err error
+		if dc, err = server.LoadDistributionConfig(o.configFile); err != nil {
 			return err
 		}
+	}
+	if remote != nil || o.redis != "" {
+		if dc == nil {
+			dc = &configuration.Configuration{Storage: configuration.Storage{}}
+		}
+		server.SetStorage(dc, "s3", remote)
+		if o.redis != "" {
+			server.SetRedis(dc, o.redis)
+		}
+	}
+	cfg.Secret = o.secret
+	if dc != nil {
 		cfg.Distribution = dc
 		// the file's listener and TLS settings apply unless flags say otherwise
 		if dc.HTTP.Addr != "" && !cmd.Flags().Changed("port") && !cmd.Flags().Changed("address") {
@@ -190,14 +285,11 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	scheme, where := "http", "memory"
+	scheme := "http"
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
-	if cfg.RootDirectory != "" {
-		where = cfg.RootDirectory
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "registry serving %s on %s://%s\n", where, scheme, ln.Addr())
+	fmt.Fprintf(cmd.ErrOrStderr(), "registry serving %s on %s://%s\n", srv.Storage(), scheme, ln.Addr())
 	err = srv.Serve(ctx, ln, server.ServeOptions{TLSCert: o.tlsCert, TLSKey: o.tlsKey, ShutdownTimeout: o.shutdownTimeout, Limits: limits})
 	if err != nil {
 		return err

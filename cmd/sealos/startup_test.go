@@ -5,21 +5,25 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
 
 // Start-up budgets, set from `GODEBUG=inittrace=1 sealos version` when they were written
-// (605 packages with an init, 5.9 MB and 52.6k allocations in all, 1.5 MB of it before
-// package gcmode) with ~15% to spare. Every command pays for package initialisation, so a
+// (626 packages with an init, 8.3 MB and 66k allocations in all, 3.8 MB of it before
+// package gcmode) with ~10% to spare. Every command pays for package initialisation, so a
 // dependency whose init builds big tables shows up here, not in a benchmark months later.
+// The S3 storage driver's aws-sdk-go added 2.2 MB (its endpoint tables), all of it before
+// gcmode, whose import path sorts after github.com/aws: since then the 4 MiB heap at
+// which Go first collects is reached before the collector is paused, and every start
+// pays that one collection (~0.3 ms of pause; the pause spares it a second, ~2.5 ms).
 const (
-	initBytesBudget  = 6_800_000
-	initAllocsBudget = 60_000
-	// Go collects first at a 4 MiB heap: what initialises before package gcmode pauses
-	// the collector must stay well under that, or every start pays a collection.
-	beforeGCModeBudget = 3 << 20
+	initBytesBudget    = 9_100_000
+	initAllocsBudget   = 73_000
+	beforeGCModeBudget = 4_200_000
+	maxStartupGCs      = 1
 )
 
 type initLine struct {
@@ -49,7 +53,7 @@ func parseInitTrace(t *testing.T, out []byte) []initLine {
 }
 
 // TestStartupBudget runs `sealos version` with the runtime's init and GC traces and holds
-// package initialisation to its budgets, and the start to no garbage collection at all.
+// package initialisation to its budgets, and the start to maxStartupGCs collections.
 func TestStartupBudget(t *testing.T) {
 	bin := sealosBin(t)
 	cmd := exec.Command(bin, "--root", t.TempDir(), "version")
@@ -86,7 +90,7 @@ func TestStartupBudget(t *testing.T) {
 	if before > beforeGCModeBudget {
 		t.Errorf("%d bytes allocated before package gcmode paused the collector, budget %d", before, beforeGCModeBudget)
 	}
-	if bytes.Contains(stderr.Bytes(), []byte("\ngc ")) || bytes.HasPrefix(stderr.Bytes(), []byte("gc ")) {
-		t.Errorf("a garbage collection ran during `sealos version`:\n%s", stderr.String())
+	if n := len(regexp.MustCompile(`(?m)^gc \d+ @`).FindAll(stderr.Bytes(), -1)); n > maxStartupGCs {
+		t.Errorf("%d garbage collections ran during `sealos version`, at most %d expected:\n%s", n, maxStartupGCs, stderr.String())
 	}
 }

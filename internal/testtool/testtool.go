@@ -19,21 +19,23 @@ import (
 
 // Hints says how to install the tools tests drive.
 var Hints = map[string]string{
-	"skopeo":      "apt-get install skopeo",
-	"buildah":     "apt-get install buildah",
-	"crane":       "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1",
-	"regctl":      "go install github.com/regclient/regclient/cmd/regctl@v0.11.7",
-	"conformance": "go install github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111",
-	"containerd":  "apt-get install containerd",
-	"ctr":         "apt-get install containerd",
-	"runc":        "apt-get install runc",
-	"busybox":     "apt-get install busybox-static",
-	"sshd":        "apt-get install openssh-server",
-	"ip":          "apt-get install iproute2",
-	"iptables":    "apt-get install iptables",
-	"nsenter":     "apt-get install util-linux",
-	"unshare":     "apt-get install util-linux",
-	"chromium":    "apt-get install chromium",
+	"skopeo":       "apt-get install skopeo",
+	"buildah":      "apt-get install buildah",
+	"crane":        "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1",
+	"regctl":       "go install github.com/regclient/regclient/cmd/regctl@v0.11.7",
+	"conformance":  "go install github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111",
+	"containerd":   "apt-get install containerd",
+	"versitygw":    "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0",
+	"redis-server": "apt-get install redis-server",
+	"ctr":          "apt-get install containerd",
+	"runc":         "apt-get install runc",
+	"busybox":      "apt-get install busybox-static",
+	"sshd":         "apt-get install openssh-server",
+	"ip":           "apt-get install iproute2",
+	"iptables":     "apt-get install iptables",
+	"nsenter":      "apt-get install util-linux",
+	"unshare":      "apt-get install util-linux",
+	"chromium":     "apt-get install chromium",
 }
 
 // InCI reports whether the tests run in CI, where a missing tool fails them.
@@ -104,4 +106,20 @@ func RandomStrings(seed uint64, n, maxLen int, alphabet string) []string {
 		out[i] = string(b)
 	}
 	return out
+}
+
+// ConformanceAll switches on every optional workflow and data set of the OCI
+// distribution-spec conformance suite (OCI_VERSION=dev turns on upload cancel, both digest
+// headers and tag parameters on manifest PUT); OCI_DATA_SPARSE is the caller's to set.
+var ConformanceAll = []string{
+	"OCI_VERSION=dev",
+	"OCI_API_PULL=true", "OCI_API_PUSH=true", "OCI_API_REFERRER=true",
+	"OCI_API_BLOBS_DELETE=true", "OCI_API_BLOBS_MOUNT_ANONYMOUS=true",
+	"OCI_API_BLOBS_UPLOAD_CANCEL=true", "OCI_API_BLOBS_DIGEST_HEADER=true",
+	"OCI_API_MANIFESTS_DELETE=true", "OCI_API_MANIFESTS_DIGEST_HEADER=true", "OCI_API_MANIFESTS_TAG_PARAM=true",
+	"OCI_API_TAGS_DELETE=true", "OCI_API_TAGS_LIST=true",
+	"OCI_DATA_IMAGE=true", "OCI_DATA_INDEX=true", "OCI_DATA_INDEX_LIST=true", "OCI_DATA_ARTIFACT=true",
+	"OCI_DATA_SUBJECT=true", "OCI_DATA_SUBJECT_MISSING=true", "OCI_DATA_ARTIFACT_LIST=true",
+	"OCI_DATA_SUBJECT_LIST=true", "OCI_DATA_DATA_FIELD=true", "OCI_DATA_NONDISTRIBUTABLE=true",
+	"OCI_DATA_CUSTOM_FIELDS=true", "OCI_DATA_NO_LAYERS=true", "OCI_DATA_EMPTY_BLOB=true", "OCI_DATA_SHA512=true",
 }

@@ -11,24 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cluster-image/sealos/internal/testtool"
 	"github.com/cluster-image/sealos/registry/server"
 )
-
-// conformanceAllOptional switches on every optional workflow and data set of the suite
-// (OCI_VERSION=dev turns on upload cancel, both digest headers and tag parameters on
-// manifest PUT); sparse manifests are added where the hub is asked to accept them.
-var conformanceAllOptional = []string{
-	"OCI_VERSION=dev",
-	"OCI_API_PULL=true", "OCI_API_PUSH=true", "OCI_API_REFERRER=true",
-	"OCI_API_BLOBS_DELETE=true", "OCI_API_BLOBS_MOUNT_ANONYMOUS=true",
-	"OCI_API_BLOBS_UPLOAD_CANCEL=true", "OCI_API_BLOBS_DIGEST_HEADER=true",
-	"OCI_API_MANIFESTS_DELETE=true", "OCI_API_MANIFESTS_DIGEST_HEADER=true", "OCI_API_MANIFESTS_TAG_PARAM=true",
-	"OCI_API_TAGS_DELETE=true", "OCI_API_TAGS_LIST=true",
-	"OCI_DATA_IMAGE=true", "OCI_DATA_INDEX=true", "OCI_DATA_INDEX_LIST=true", "OCI_DATA_ARTIFACT=true",
-	"OCI_DATA_SUBJECT=true", "OCI_DATA_SUBJECT_MISSING=true", "OCI_DATA_ARTIFACT_LIST=true",
-	"OCI_DATA_SUBJECT_LIST=true", "OCI_DATA_DATA_FIELD=true", "OCI_DATA_NONDISTRIBUTABLE=true",
-	"OCI_DATA_CUSTOM_FIELDS=true", "OCI_DATA_NO_LAYERS=true", "OCI_DATA_EMPTY_BLOB=true", "OCI_DATA_SHA512=true",
-}
 
 // TestOCIConformance runs the distribution-spec's own conformance suite (every API of spec
 // 1.1 and its data sets: sha512 content, subjects, non-distributable layers, tag
@@ -52,7 +37,7 @@ func TestOCIConformance(t *testing.T) {
 			cmd.Dir = results // it reads oci-conformance.yaml from there: none, the defaults
 			cmd.Env = append(os.Environ(), "OCI_REGISTRY="+host, "OCI_TLS=disabled",
 				"OCI_RESULTS_DIR="+results, "OCI_LOG=warn", "OCI_USERNAME=", "OCI_PASSWORD=")
-			cmd.Env = append(cmd.Env, conformanceAllOptional...)
+			cmd.Env = append(cmd.Env, testtool.ConformanceAll...)
 			cmd.Env = append(cmd.Env, "OCI_DATA_SPARSE="+map[bool]string{true: "true", false: "false"}[cfg.AllowSparseIndex])
 			if cfg.Htpasswd != "" {
 				cmd.Env = append(cmd.Env, "OCI_USERNAME=ci", "OCI_PASSWORD=s3cret")

@@ -15,7 +15,7 @@ import (
 // exists. It returns false, having written nothing, in every other case, and the App
 // answers (errors included) as usual.
 func (s *Server) serveBlobFast(w http.ResponseWriter, r *http.Request, repo, ref string) bool {
-	if s.cfg.InMemory || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+	if s.cfg.RootDirectory == "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return false
 	}
 	d, err := digest.Parse(ref)

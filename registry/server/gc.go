@@ -10,15 +10,19 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
 )
 
 // GCOptions tune a garbage collection.
@@ -38,6 +42,9 @@ type GCOptions struct {
 	PurgeUploads time.Duration
 	// Log, when set, gets one line per deletion (or would-be deletion).
 	Log io.Writer
+	// OthersReadOnly vouches that no other hub writes to the remote storage collected,
+	// where the replicas have no Redis through which collection could tell (replicas.go).
+	OthersReadOnly bool
 }
 
 // GCResult is what a collection found and did.
@@ -80,11 +87,87 @@ func CollectGarbage(ctx context.Context, dir string, opts GCOptions) (GCResult, 
 	return res, nil
 }
 
+// CollectGarbageStorage collects the storage a distribution configuration names: a
+// filesystem one as CollectGarbage(dir) does, a remote one (s3) only while no other hub
+// writes to it: the replicas' Redis must list no writable replica (serve them
+// --read-only, or stop them), or, without Redis, opts.OthersReadOnly must vouch for it.
+// Afterwards the Redis blob descriptor cache is dropped, so no replica answers from it
+// for a deleted blob.
+func CollectGarbageStorage(ctx context.Context, dc *configuration.Configuration, opts GCOptions) (GCResult, error) {
+	cfg := Config{Distribution: dc}
+	remote, err := storageFromConfig(&cfg)
+	switch {
+	case err != nil:
+		return GCResult{}, fmt.Errorf("gc: %w", err)
+	case cfg.RootDirectory != "":
+		return CollectGarbage(ctx, cfg.RootDirectory, opts)
+	case remote == "":
+		return GCResult{}, errors.New("gc: the configuration's storage is not a directory or a bucket (an in-memory hub is collected through itself)")
+	}
+	rdb := redisClient(dc)
+	if rdb != nil {
+		defer rdb.Close()
+	}
+	if !opts.DryRun {
+		if err := othersQuiet(ctx, rdb, "", opts); err != nil {
+			return GCResult{}, fmt.Errorf("gc: %w", err)
+		}
+	}
+	d, err := remoteDriver(ctx, dc.Storage)
+	if err != nil {
+		return GCResult{}, fmt.Errorf("gc: %w", err)
+	}
+	configureLogging(logrus.ErrorLevel) // distribution's purger logs at info
+	res, err := collect(ctx, d, opts)
+	changed := !opts.DryRun && (len(res.DeletedBlobs) > 0 || len(res.DeletedManifests) > 0)
+	if changed && rdb != nil {
+		if ferr := forgetDescriptors(ctx, rdb); ferr != nil && err == nil {
+			err = fmt.Errorf("blobs deleted, but their descriptors are still cached in Redis (flush it): %w", ferr)
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
+	return res, nil
+}
+
+// othersQuiet refuses a collection of shared storage while another replica may write
+// to it (self is this hub's own writer ID, if it is one).
+func othersQuiet(ctx context.Context, rdb redis.UniversalClient, self string, opts GCOptions) error {
+	if rdb == nil {
+		if opts.OthersReadOnly {
+			return nil
+		}
+		return errors.New("the storage is shared by replicas, and without their Redis nothing tells whether one writes: " +
+			"serve every other replica --read-only (or stop them), then collect with --others-read-only")
+	}
+	writers, err := liveWriters(ctx, rdb)
+	if err != nil {
+		return fmt.Errorf("redis: which replicas write: %w", err)
+	}
+	var others []string
+	for _, w := range writers {
+		if w != self {
+			others = append(others, w)
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("%d other replica(s) serve this storage writable (%s): restart them with --read-only (or stop them) and collect again; "+
+			"a collection racing their pushes could delete blobs a manifest is about to name", len(others), strings.Join(others, ", "))
+	}
+	return nil
+}
+
 // CollectGarbage collects the hub's own storage while it serves (see the package-level
 // CollectGarbage); the only way to collect an in-memory hub.
 func (s *Server) CollectGarbage(ctx context.Context, opts GCOptions) (GCResult, error) {
 	if s.cfg.ReadOnly && !opts.DryRun {
 		return GCResult{}, errors.New("gc: the hub is read-only")
+	}
+	if s.remote != "" && !opts.DryRun {
+		if err := othersQuiet(ctx, s.rdb, s.writerID, opts); err != nil {
+			return GCResult{}, fmt.Errorf("gc: %w", err)
+		}
 	}
 	s.inproc.Lock() // new writes wait; writes in flight finish first
 	defer s.inproc.Unlock()
@@ -102,13 +185,18 @@ func (s *Server) CollectGarbage(ctx context.Context, opts GCOptions) (GCResult, 
 			err = uerr
 		}
 	}
+	if changed && s.rdb != nil {
+		if ferr := forgetDescriptors(ctx, s.rdb); ferr != nil && err == nil {
+			err = fmt.Errorf("blobs deleted, but their descriptors are still cached in Redis (flush it): %w", ferr)
+		}
+	}
 	if changed {
 		// a fresh App: its blob descriptor cache knows nothing of deleted blobs.
 		// (writes wait on inproc until the App is stored with its generation)
 		if app, aerr := s.newApp(); aerr == nil {
 			s.mu.Lock()
 			s.app.Store(app)
-			if !s.cfg.InMemory {
+			if s.cfg.RootDirectory != "" {
 				s.gen = readGeneration(s.cfg.RootDirectory)
 			}
 			s.mu.Unlock()

@@ -43,6 +43,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 )
 
@@ -72,7 +73,9 @@ type Config struct {
 	// Default: random per process.
 	Secret string
 	// Distribution is a distribution configuration (e.g. from LoadDistributionConfig) whose
-	// settings are taken as the base; the fields above override it where set.
+	// settings are taken as the base; the fields above override it where set. When neither
+	// RootDirectory nor InMemory is set, its storage section says where the data lives:
+	// filesystem, inmemory, or s3 (storage.go), the last shared by replicas.
 	Distribution *configuration.Configuration
 
 	// Mirrors turns on mirror mode (see mirror.go): pulls for these registries, named by
@@ -100,16 +103,20 @@ type Config struct {
 
 // Server is one hub. It is safe for concurrent use.
 type Server struct {
-	cfg      Config
-	distConf *configuration.Configuration
-	driver   storagedriver.StorageDriver // shared by every App generation (and GC)
-	app      atomic.Pointer[handlers.App]
-	auth     *htpasswdAuth
-	gate     *writeGate // nil for in-memory
-	hub      *hubLock   // this hub's presence on its directory (owner.go); nil unless gate
-	mwName   string
-	mirror   *mirror      // nil unless Config.Mirrors
-	ui       http.Handler // nil with Config.NoUI
+	cfg        Config
+	distConf   *configuration.Configuration
+	driver     storagedriver.StorageDriver // shared by every App generation (and GC)
+	app        atomic.Pointer[handlers.App]
+	auth       *htpasswdAuth
+	gate       *writeGate // nil for in-memory
+	hub        *hubLock   // this hub's presence on its directory (owner.go); nil unless gate
+	mwName     string
+	remote     string                // the storage driver of a hub whose data is elsewhere ("s3"), else ""
+	rdb        redis.UniversalClient // the replicas' Redis (remote storage only), or nil
+	writerID   string                // this replica's writer key in rdb (replicas.go)
+	unannounce func()
+	mirror     *mirror      // nil unless Config.Mirrors
+	ui         http.Handler // nil with Config.NoUI
 
 	mu     sync.Mutex // guards apps, gen
 	apps   []*handlers.App
@@ -125,8 +132,12 @@ type Server struct {
 // New builds a hub from cfg. Configuration errors (which distribution reports by panicking)
 // come back as errors.
 func New(cfg Config) (*Server, error) {
-	if cfg.RootDirectory == "" && !cfg.InMemory {
-		return nil, errors.New("registry server: set RootDirectory (or InMemory)")
+	remote, err := storageFromConfig(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("registry server: %w", err)
+	}
+	if cfg.RootDirectory == "" && !cfg.InMemory && remote == "" {
+		return nil, errors.New("registry server: set RootDirectory (or InMemory, or a storage section in Distribution)")
 	}
 	if cfg.Realm == "" {
 		cfg.Realm = "sealos-registry"
@@ -140,11 +151,23 @@ func New(cfg Config) (*Server, error) {
 	}
 	configureLogging(lvl)
 
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, remote: remote}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
-	if cfg.InMemory {
+	switch {
+	case remote != "":
+		if s.driver, err = remoteDriver(s.baseCtx, cfg.Distribution.Storage); err != nil {
+			s.cancel()
+			return nil, fmt.Errorf("registry server: %w", err)
+		}
+		if s.rdb = redisClient(cfg.Distribution); s.rdb != nil && !cfg.ReadOnly {
+			if s.writerID, s.unannounce, err = announceWriter(s.rdb, s.Storage()); err != nil {
+				s.cancel()
+				return nil, fmt.Errorf("registry server: %w", err)
+			}
+		}
+	case cfg.InMemory:
 		s.driver = newMemDriver()
-	} else {
+	default:
 		abs, err := filepath.Abs(cfg.RootDirectory)
 		if err != nil {
 			return nil, fmt.Errorf("registry server: %w", err)
@@ -236,10 +259,13 @@ func (s *Server) distributionConfig() (*configuration.Configuration, error) {
 			st[k] = v
 		}
 	}
-	if s.cfg.InMemory {
+	// the App's own driver only runs the upload purger; requests use s.driver.
+	switch {
+	case s.remote != "":
+		st[s.remote] = s.cfg.Distribution.Storage.Parameters()
+	case s.cfg.InMemory:
 		st["inmemory"] = configuration.Parameters{}
-	} else {
-		// the App's own driver only runs the upload purger; requests use s.driver.
+	default:
 		st["filesystem"] = configuration.Parameters{"rootdirectory": s.cfg.RootDirectory}
 	}
 	if _, ok := st["cache"]; !ok {
@@ -345,11 +371,17 @@ func (s *Server) Close() error {
 	if s.gate != nil {
 		errs = append(errs, s.gate.close(), s.hub.close())
 	}
+	if s.unannounce != nil {
+		s.unannounce()
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
 	unregisterDriver(s.mwName)
 	return errors.Join(errs...)
 }
 
-// RootDirectory is the storage root of a filesystem hub ("" when in memory).
+// RootDirectory is the storage root of a filesystem hub ("" when in memory or remote).
 func (s *Server) RootDirectory() string { return s.cfg.RootDirectory }
 
 func isWrite(method string) bool {
@@ -556,7 +588,7 @@ func (s *Server) claimUpload(lw *logWriter, r *http.Request) {
 // refreshMu, so the App stored for a generation was always built after the collection
 // that wrote it ended.
 func (s *Server) refreshAfterGC() {
-	if s.cfg.InMemory {
+	if s.cfg.RootDirectory == "" {
 		return
 	}
 	if !s.staleGeneration(readGeneration(s.cfg.RootDirectory)) {
