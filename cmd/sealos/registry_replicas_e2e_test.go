@@ -155,6 +155,23 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 		return resp.Header.Get("Docker-Content-Digest")
 	}
 
+	t.Run("health for the load balancer", func(t *testing.T) {
+		for i := range r {
+			resp, err := http.Get("http://" + r[i].addr + "/healthz")
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode, "replica %d", i+1)
+		}
+		// a replica whose S3 endpoint does not answer is out of rotation
+		lost := startServe(t, bin, "s3", s3Bucket, "--endpoint", "http://"+freeAddr(t), "--access-key", s3Access, "--secret-key", s3Secret)
+		defer lost.stop()
+		resp, err := http.Get("http://" + lost.addr + "/healthz")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s", body)
+	})
+
 	t.Run("push to one, pull and list from another at once", func(t *testing.T) {
 		app := pushImage(t, ref(0, "team/app:v1"), 3)
 		root := t.TempDir()

@@ -400,6 +400,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { s.logAccess(r, lw, user, start) }()
 	}
 
+	if r.URL.Path == healthPath {
+		s.serveHealth(lw, r) // no login: load balancers ask
+		return
+	}
 	isUI := s.ui != nil && isUIPath(r.URL.Path)
 	if !isUI && !strings.HasPrefix(r.URL.Path, "/v2") {
 		http.NotFound(lw, r)
