@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -105,7 +106,7 @@ read-only; see 'sealos registry gc'). docs/hub-at-scale.md says how to run repli
 	f.BoolVar(&o.readOnly, "read-only", false, "refuse pushes and deletes")
 	f.BoolVar(&o.noUI, "no-ui", false, "do not serve the web view at / and /ui/")
 	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML: storage, redis, http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, and so does the storage a subcommand names")
-	f.StringVar(&o.secret, "secret", "", "key that signs upload state (http.secret): the same on every replica behind one name (default: random per process)")
+	f.StringVar(&o.secret, "secret", "", "key that signs upload state (http.secret): the same on every replica behind one name (default: $REGISTRY_HTTP_SECRET, else random per process)")
 	f.StringVar(&o.redis, "redis", "", "Redis HOST:PORT for the blob descriptor cache (redis.addrs and storage.cache.blobdescriptor: redis): what replicas share")
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
@@ -230,6 +231,9 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 		}
 	}
 	cfg.Secret = o.secret
+	if cfg.Secret == "" && dc == nil {
+		cfg.Secret = os.Getenv("REGISTRY_HTTP_SECRET") // distribution's name; a --config file reads it itself
+	}
 	if dc != nil {
 		cfg.Distribution = dc
 		// the file's listener and TLS settings apply unless flags say otherwise
