@@ -89,6 +89,13 @@ bench-registry: build
 bench-startup: build
 	./hack/bench-startup.sh $(abspath $(BIN))
 
+# The hub on S3 (versitygw) and Redis against the stock registry on the same bucket service
+# and Redis, through 1 and 3 replicas behind one balancer, crane as the client of both:
+# push and pull 1 GiB and 64 x 1 MiB, and a 16-client pull (hack/bench-hub-s3.sh).
+.PHONY: bench-hub-s3
+bench-hub-s3: build
+	./hack/bench-hub-s3.sh $(abspath $(BIN))
+
 # Save 10 images (~1 GB) from a local upstream hub with `sealos registry save` and with
 # `skopeo sync` and `skopeo copy` 8 at once (to dir: and to a second hub), cold and with
 # nothing changed; ratios and a cp + sha256sum floor (hack/bench-save.sh).

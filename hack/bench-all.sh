@@ -11,7 +11,7 @@
 # env:
 #   BENCH_OUT     the markdown file (default .bench/results-DATE.md); printed at the end too
 #   BENCH_ONLY    benchmarks to run, by name (default "build registry save sync store apply
-#                 startup")
+#                 startup hub-s3")
 #   BENCH_KUBE=1  also bench-kube (needs the Kubernetes image: make kube-binaries)
 #   BENCH_TMP     where the benchmarks' scratch directories go (default .bench/scratch): the
 #                 disk the table names
@@ -29,7 +29,7 @@ STAMP=$(date +%Y-%m-%d-%H%M%S)
 OUT=$(realpath -m "${BENCH_OUT:-.bench/results-$STAMP.md}")
 LOGS=${OUT%.md}-logs
 TMP=$(realpath -m "${BENCH_TMP:-.bench/scratch}")
-ONLY=${BENCH_ONLY:-build registry save sync store apply startup}
+ONLY=${BENCH_ONLY:-build registry save sync store apply startup hub-s3}
 [ "${BENCH_KUBE:-}" != 1 ] || ONLY="$ONLY kube"
 mkdir -p "$(dirname "$OUT")" "$LOGS" "$TMP"
 export TMPDIR=$TMP
