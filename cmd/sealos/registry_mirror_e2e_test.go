@@ -165,6 +165,20 @@ func ctrDigest(t *testing.T, ctr func(...string) (string, error), ns, ref string
 	return ""
 }
 
+// readLayers downloads every layer of img (which checks each against its digest).
+func readLayers(t *testing.T, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, rc)
+		require.NoError(t, err)
+		rc.Close()
+	}
+}
+
 func pushImage(t *testing.T, ref string, layers int) string {
 	t.Helper()
 	img, err := random.Image(16<<10, int64(layers))

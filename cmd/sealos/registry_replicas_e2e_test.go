@@ -403,15 +403,7 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 			require.NoError(t, err, "pull through mirror replica %d", i+1)
 			d, _ := img.Digest()
 			assert.Equal(t, nginx, d.String())
-			layers, err := img.Layers()
-			require.NoError(t, err)
-			for _, l := range layers {
-				rc, err := l.Compressed()
-				require.NoError(t, err)
-				_, err = io.Copy(io.Discard, rc)
-				require.NoError(t, err)
-				rc.Close()
-			}
+			readLayers(t, img)
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,15 +127,7 @@ func TestRegistryServePasswdGCEndToEnd(t *testing.T) {
 	assert.Contains(t, out.stdout, "deleted 4 blobs")
 	img, err := remote.Image(keep, auth)
 	require.NoError(t, err)
-	layers, err := img.Layers()
-	require.NoError(t, err)
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		require.NoError(t, err)
-		_, err = io.Copy(io.Discard, rc)
-		require.NoError(t, err)
-		rc.Close()
-	}
+	readLayers(t, img)
 	// the deleted image can be pushed again at once
 	push("e2e/gone:v2")
 
