@@ -30,8 +30,12 @@ RUNS=${RUNS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-hub-s3.XXXXXX")
 PIDS=()
 cleanup() {
+	local rc=$?
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	if [ "$rc" != 0 ]; then
+		for f in "$WORK"/*.log; do echo "== $f"; tail -5 "$f"; done >&2
+	fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -41,7 +41,7 @@ bench_timed() {
 	"$@" >"$f.out" 2>"$f.err" || { echo "FAILED: $*" >&2; tail -30 "$f.err" >&2; exit 1; }
 	sync
 	e=$(bench_now)
-	bench_secs "$s" "$e" >>"$f"
+	echo "$(bench_secs "$s" "$e")" >>"$f"
 	[ -z "${BENCH_VERBOSE:-}" ] || echo "   $(basename "$f"): $(tail -1 "$f") s" >&2
 }
 
@@ -92,11 +92,14 @@ bench_note() {
 	[ -z "${BENCH_RESULTS:-}" ] || echo "NOTE|$1|$2" >>"$BENCH_RESULTS"
 }
 
-# bench_free_port prints a loopback port nothing listens on (bash only: no python needed).
+# bench_free_port prints a loopback port nothing listens on (bash only: no python needed),
+# below the kernel's ephemeral range: a port there may be the source port of a client's
+# connection, which a connect test does not see and a bind then fails on.
 bench_free_port() {
-	local p
+	local p low
+	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((10000 + RANDOM % (low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done
 	echo "no free port" >&2; exit 1
