@@ -4,7 +4,9 @@
 # each, blobdescriptor: redis), through 1 replica and through 3 replicas behind one TCP
 # balancer (sealos kube-balancer, a connection to the next replica), in one run. The
 # client is the same for both servers (crane, 4 blobs at once), so the figures compare
-# the servers:
+# the servers. Each hub replica keeps the blobs it serves in a local blob cache
+# (--cache-dir, on the same disk as the bucket here; stock distribution has none): a pull
+# fills it, the 16-client pull that follows reads from it.
 #   push large / pull large    1 GiB in 4 layers (LARGE)
 #   push small / pull small    64 x 1 MiB (SMALL)
 #   16-client pull             16 clients GETting every small blob at once (curl), MB/s
@@ -77,7 +79,8 @@ servers() {
 		p=$(bench_free_port)
 		if [ "$kind" = sealos ]; then
 			config sealos 0 "$p" >"$WORK/$kind-$i.yml"
-			"$SEALOS" registry serve --config "$WORK/$kind-$i.yml" >"$WORK/$kind-$n-$i.log" 2>&1 &
+			rm -rf "$WORK/cache-$i"
+			"$SEALOS" registry serve --config "$WORK/$kind-$i.yml" --cache-dir "$WORK/cache-$i" >"$WORK/$kind-$n-$i.log" 2>&1 &
 		else
 			config stock 1 "$p" >"$WORK/$kind-$i.yml"
 			OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \

@@ -143,6 +143,7 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 		r[i] = startServe(t, bin, replicaArgs(endpoint, redisAddr)...)
 	}
 	ref := func(i int, repo string) string { return r[i].addr + "/" + repo }
+	var movedBlob string // a blob no manifest names (the upload test's)
 	digestAt := func(i int, repoTag string) string {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodHead, "http://"+r[i].addr+"/v2/"+strings.Replace(repoTag, ":", "/manifests/", 1), nil)
@@ -270,6 +271,7 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusCreated, resp.StatusCode, "PUT on replica 3: %s", body)
 		assert.Equal(t, fmt.Sprintf("%x", sum), blobSHA(t, r[0].addr, "team/moved", dg))
+		movedBlob = dg
 	})
 
 	t.Run("referrers seen from every replica", func(t *testing.T) {
@@ -413,6 +415,26 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 		}
 	})
 
+	t.Run("a replica's blob cache", func(t *testing.T) {
+		cacheDir := t.TempDir()
+		c := startServe(t, bin, replicaArgs(endpoint, redisAddr, "--cache-dir", cacheDir, "--cache-size", "64MiB")...)
+		defer c.stop()
+		pull := func() {
+			img, err := remote.Image(mustRef(t, c.addr+"/team/same:v1"))
+			require.NoError(t, err)
+			readLayers(t, img) // each layer checked against its digest
+		}
+		pull()
+		files, err := filepath.Glob(filepath.Join(cacheDir, "*", "*"))
+		require.NoError(t, err)
+		assert.Empty(t, files, "a blob read once is not kept")
+		pull()
+		pull()
+		files, err = filepath.Glob(filepath.Join(cacheDir, "*", "*"))
+		require.NoError(t, err)
+		assert.Len(t, files, 5, "read again: the image's config and 4 layers are kept")
+	})
+
 	t.Run("gc refuses while replicas write", func(t *testing.T) {
 		cfg := replicaConfig(t, endpoint, redisAddr)
 		res := sealosCLI(t, t.TempDir(), nil, "registry", "gc", "--config", cfg, "--keep-recent", "0")
@@ -425,10 +447,21 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 		// with every replica read-only (restarted so), it collects, and the replicas
 		// answer for what it deleted from storage, not from the cache. The replica killed
 		// above could not say goodbye: its key lasts until it expires (15 s).
+		// replica 1 keeps the blobs it serves on its disk: one it cached, gc deletes
+		cacheDir := t.TempDir()
 		for i := range r {
 			r[i].stop()
-			r[i] = startServe(t, bin, replicaArgs(endpoint, redisAddr, "--read-only")...)
+			extra := []string{"--read-only"}
+			if i == 0 {
+				extra = append(extra, "--cache-dir", cacheDir)
+			}
+			r[i] = startServe(t, bin, replicaArgs(endpoint, redisAddr, extra...)...)
 		}
+		require.NotEmpty(t, movedBlob)
+		blobSHA(t, r[0].addr, "team/moved", movedBlob)
+		blobSHA(t, r[0].addr, "team/moved", movedBlob) // read twice: kept
+		cached := filepath.Join(cacheDir, strings.TrimPrefix(movedBlob, "sha256:")[:2], strings.TrimPrefix(movedBlob, "sha256:"))
+		require.FileExists(t, cached, "the blob replica 1 served is in its cache")
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			res = sealosCLI(t, t.TempDir(), nil, "registry", "gc", "--config", cfg, "--keep-recent", "0", "--delete-untagged", "-o", "json")
@@ -442,11 +475,16 @@ func TestHubReplicasOnS3E2E(t *testing.T) {
 			DeletedBlobs []string `json:"deletedBlobs"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(res.stdout), &out), res.stdout)
-		require.NotEmpty(t, out.DeletedBlobs, "the moved upload's blob is in no manifest: %s", res.stdout)
+		require.Contains(t, out.DeletedBlobs, movedBlob, "the moved upload's blob is in no manifest: %s", res.stdout)
 		for i := range r {
-			assert.False(t, blobExists(t, r[i].addr, "team/moved", out.DeletedBlobs[0]), "replica %d still answers for a deleted blob", i+1)
+			assert.False(t, blobExists(t, r[i].addr, "team/moved", movedBlob), "replica %d still answers for a deleted blob", i+1)
 			assert.NotEmpty(t, digestAt(i, "team/app:v1"), "what is in use stays")
 		}
+		resp, err := http.Get("http://" + r[0].addr + "/v2/team/moved/blobs/" + movedBlob)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, "a deleted blob is not served from the cache that still holds it")
+		assert.FileExists(t, cached)
 	})
 }
 

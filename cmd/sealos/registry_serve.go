@@ -38,6 +38,8 @@ type registryServeOptions struct {
 	mirrorTLSVerify bool
 	secret          string
 	redis           string
+	cacheDir        string
+	cacheSize       string
 
 	allowSparseIndex bool
 
@@ -107,6 +109,8 @@ read-only; see 'sealos registry gc'). docs/hub-at-scale.md says how to run repli
 	f.BoolVar(&o.noUI, "no-ui", false, "do not serve the web view at / and /ui/")
 	f.StringVar(&o.configFile, "config", "", "distribution configuration file (YAML: storage, redis, http.addr, http.tls, http.secret, auth.htpasswd, ...); flags override it, and so does the storage a subcommand names")
 	f.StringVar(&o.secret, "secret", "", "key that signs upload state (http.secret): the same on every replica behind one name (default: $REGISTRY_HTTP_SECRET, else random per process)")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "on a bucket: keep the blobs this replica serves in this local directory, so a blob many nodes pull is fetched from the bucket once")
+	f.StringVar(&o.cacheSize, "cache-size", "10GiB", "the most --cache-dir holds; the least recently served blobs go first")
 	f.StringVar(&o.redis, "redis", "", "Redis HOST:PORT for the blob descriptor cache (redis.addrs and storage.cache.blobdescriptor: redis): what replicas share")
 	f.StringVar(&o.logLevel, "log-level", "error", "registry log level: error, warn, info, debug")
 	f.BoolVar(&o.accessLog, "access-log", false, "print one line per request to stderr")
@@ -231,6 +235,13 @@ func runRegistryServe(cmd *cobra.Command, o *registryServeOptions, cfg server.Co
 		}
 	}
 	cfg.Secret = o.secret
+	if o.cacheDir != "" {
+		size, err := server.ParseSize(o.cacheSize)
+		if err != nil {
+			return fmt.Errorf("--cache-size: %w", err)
+		}
+		cfg.BlobCacheDir, cfg.BlobCacheSize = o.cacheDir, size
+	}
 	if cfg.Secret == "" && dc == nil {
 		cfg.Secret = os.Getenv("REGISTRY_HTTP_SECRET") // distribution's name; a --config file reads it itself
 	}

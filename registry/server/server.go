@@ -95,6 +95,11 @@ type Config struct {
 	// NoUI turns off the read-only web view served at / and /ui/ (package ui).
 	NoUI bool
 
+	// BlobCacheDir, for a hub on remote storage, keeps the blobs it serves on local disk
+	// (blobcache.go), at most BlobCacheSize bytes (default 10 GiB).
+	BlobCacheDir  string
+	BlobCacheSize int64
+
 	// AllowSparseIndex accepts sparse manifests: an index whose child manifests, or an
 	// image whose config or layers, are not in the repository (routes.go). Off: such a
 	// PUT gets 400 MANIFEST_BLOB_UNKNOWN, as from stock distribution.
@@ -136,6 +141,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry server: %w", err)
 	}
+	if cfg.BlobCacheDir != "" && remote == "" {
+		return nil, errors.New("registry server: a blob cache is for a hub on remote storage (s3): a directory or memory serves blobs itself")
+	}
 	if cfg.RootDirectory == "" && !cfg.InMemory && remote == "" {
 		return nil, errors.New("registry server: set RootDirectory (or InMemory, or a storage section in Distribution)")
 	}
@@ -158,6 +166,18 @@ func New(cfg Config) (*Server, error) {
 		if s.driver, err = remoteDriver(s.baseCtx, cfg.Distribution.Storage); err != nil {
 			s.cancel()
 			return nil, fmt.Errorf("registry server: %w", err)
+		}
+		if cfg.BlobCacheDir != "" {
+			size := cfg.BlobCacheSize
+			if size == 0 {
+				size = 10 << 30
+			}
+			c, err := newBlobCache(cfg.BlobCacheDir, size)
+			if err != nil {
+				s.cancel()
+				return nil, fmt.Errorf("registry server: %w", err)
+			}
+			s.driver = &cachingDriver{StorageDriver: s.driver, c: c}
 		}
 		if s.rdb = redisClient(cfg.Distribution); s.rdb != nil && !cfg.ReadOnly {
 			if s.writerID, s.unannounce, err = announceWriter(s.rdb, s.Storage()); err != nil {
