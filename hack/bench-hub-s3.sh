@@ -24,23 +24,9 @@ set -euo pipefail
 SEALOS=$(readlink -f "${1:?usage: $0 SEALOS_BIN}")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 . "$HERE/hack/bench-lib.sh"
-export PATH="$PATH:$(go env GOPATH)/bin"
-for t in versitygw registry crane redis-server curl; do
-	command -v "$t" >/dev/null || { echo "bench-hub-s3: $t not found (make deps)" >&2; exit 1; }
-done
+bench_need bench-hub-s3 versitygw registry crane redis-server curl
 RUNS=${RUNS:-3}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-hub-s3.XXXXXX")
-PIDS=()
-cleanup() {
-	local rc=$?
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ "$rc" != 0 ]; then
-		for f in "$WORK"/*.log; do echo "== $f"; tail -5 "$f"; done >&2
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir bench-hub-s3
 
 go build -o "$WORK/benchdata" "$HERE/hack/benchdata"
 "$WORK/benchdata" -out "$WORK/layouts" -images "large=${LARGE:-4x256MiB},small=${SMALL:-64x1MiB}" >"$WORK/images.txt"

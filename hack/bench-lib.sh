@@ -147,3 +147,29 @@ bench_sealos_hub() {
 	HUB=127.0.0.1:$port
 	bench_wait_up "$HUB"
 }
+
+# bench_need NAME TOOL...: exits unless every TOOL is on PATH (GOPATH/bin added).
+bench_need() {
+	local name=$1; shift
+	export PATH="$PATH:$(go env GOPATH)/bin"
+	for t in "$@"; do
+		command -v "$t" >/dev/null || { echo "$name: $t not found (make deps)" >&2; exit 1; }
+	done
+}
+
+# bench_workdir NAME: a scratch directory in WORK, and an exit trap that stops what the
+# script started (PIDS), prints the tails of its logs if it failed, and removes WORK.
+bench_workdir() {
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+	PIDS=()
+	trap bench_cleanup EXIT
+}
+bench_cleanup() {
+	local rc=$?
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ "$rc" != 0 ]; then
+		for f in "$WORK"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -5 "$f"; }; done >&2
+	fi
+	rm -rf "$WORK"
+}

@@ -20,20 +20,9 @@ set -euo pipefail
 SEALOS=$(readlink -f "${1:?usage: $0 SEALOS_BIN}")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 . "$HERE/hack/bench-lib.sh"
-export PATH="$PATH:$(go env GOPATH)/bin"
-for t in crane registry buildah; do
-	command -v "$t" >/dev/null || { echo "bench-startup: $t not found (make deps)" >&2; exit 1; }
-done
+bench_need bench-startup crane registry buildah
 RUNS=${STARTUP_RUNS:-20}
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-startup.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir bench-startup
 
 go build -o "$WORK/benchdata" "$HERE/hack/benchdata"
 go build -o "$WORK/benchstart" "$HERE/hack/benchstart"
