@@ -104,7 +104,10 @@ func CollectGarbageStorage(ctx context.Context, dc *configuration.Configuration,
 	case remote == "":
 		return GCResult{}, errors.New("gc: the configuration's storage is not a directory or a bucket (an in-memory hub is collected through itself)")
 	}
-	rdb := redisClient(dc)
+	rdb, err := redisClient(dc)
+	if err != nil {
+		return GCResult{}, fmt.Errorf("gc: %w", err)
+	}
 	if rdb != nil {
 		defer rdb.Close()
 	}

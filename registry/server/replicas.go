@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -22,16 +24,43 @@ const (
 	writerTTL       = 15 * time.Second
 )
 
-// redisClient connects to the Redis dc configures, nil when it configures none.
-func redisClient(dc *configuration.Configuration) redis.UniversalClient {
+// redisClient connects to the Redis dc configures (as distribution does: the same
+// addresses, database, credentials, sentinel and TLS), nil when it configures none.
+func redisClient(dc *configuration.Configuration) (redis.UniversalClient, error) {
 	if dc == nil || len(dc.Redis.Options.Addrs) == 0 {
-		return nil
+		return nil, nil
 	}
 	o := dc.Redis.Options
-	return redis.NewUniversalClient(&redis.UniversalOptions{
+	opts := &redis.UniversalOptions{
 		Addrs: o.Addrs, DB: o.DB, Username: o.Username, Password: o.Password,
-		MasterName: o.MasterName, DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-	})
+		SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword, MasterName: o.MasterName,
+		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+	}
+	if t := dc.Redis.TLS; t.Certificate != "" || t.Key != "" || len(t.RootCAs) > 0 {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.Certificate != "" && t.Key != "" {
+			cert, err := tls.LoadX509KeyPair(t.Certificate, t.Key)
+			if err != nil {
+				return nil, fmt.Errorf("redis TLS: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		if len(t.RootCAs) > 0 {
+			pool := x509.NewCertPool()
+			for _, ca := range t.RootCAs {
+				pem, err := os.ReadFile(ca)
+				if err != nil {
+					return nil, fmt.Errorf("redis TLS: %w", err)
+				}
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("redis TLS: no certificate in %s", ca)
+				}
+			}
+			cfg.RootCAs = pool
+		}
+		opts.TLSConfig = cfg
+	}
+	return redis.NewUniversalClient(opts), nil
 }
 
 // announceWriter writes this hub's writer key and keeps it alive; the function it

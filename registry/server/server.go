@@ -179,7 +179,11 @@ func New(cfg Config) (*Server, error) {
 			}
 			s.driver = &cachingDriver{StorageDriver: s.driver, c: c}
 		}
-		if s.rdb = redisClient(cfg.Distribution); s.rdb != nil && !cfg.ReadOnly {
+		if s.rdb, err = redisClient(cfg.Distribution); err != nil {
+			s.cancel()
+			return nil, fmt.Errorf("registry server: %w", err)
+		}
+		if s.rdb != nil && !cfg.ReadOnly {
 			if s.writerID, s.unannounce, err = announceWriter(s.rdb, s.Storage()); err != nil {
 				s.cancel()
 				return nil, fmt.Errorf("registry server: %w", err)

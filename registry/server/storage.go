@@ -74,7 +74,11 @@ func (s *Server) Storage() string {
 	switch {
 	case s.remote != "":
 		p := s.cfg.Distribution.Storage.Parameters()
-		return fmt.Sprintf("%s bucket %v (%v)", s.remote, p["bucket"], p["regionendpoint"])
+		where := fmt.Sprintf("%s bucket %v", s.remote, p["bucket"])
+		if ep, _ := p["regionendpoint"].(string); ep != "" {
+			where += " at " + ep
+		}
+		return where
 	case s.cfg.InMemory:
 		return "memory"
 	}
