@@ -7,14 +7,10 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-
-	// the S3 driver ("s3"), for hubs whose replicas share one bucket. It costs every
-	// sealos start ~2 ms and 2 MB of package initialisation (aws-sdk-go's endpoint tables).
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 )
 
 // remoteStorage are the storage drivers built in besides filesystem and inmemory: data
-// kept off this machine, which several hubs (replicas) may serve at once.
+// kept off this machine, which several hubs (replicas) may serve at once (s3driver.go).
 var remoteStorage = map[string]bool{"s3": true}
 
 // storageFromConfig settles where a hub keeps its data when cfg names neither a directory

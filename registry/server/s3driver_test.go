@@ -1,0 +1,72 @@
+package server
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cluster-image/sealos/internal/testtool"
+)
+
+// startS3 serves an S3 API (versitygw, posix backend) over a temporary directory with one
+// bucket, until the test ends; it returns the driver parameters for it.
+func startS3(t *testing.T) map[string]any {
+	t.Helper()
+	bin := testtool.Require(t, "versitygw")
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "bucket"), 0o755))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--access", "test", "--secret", "test-secret", "--port", addr, "posix", dir)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		require.Less(t, i, 200, "versitygw did not start")
+		time.Sleep(25 * time.Millisecond)
+	}
+	return map[string]any{"bucket": "bucket", "region": "us-east-1", "regionendpoint": "http://" + addr,
+		"accesskey": "test", "secretkey": "test-secret", "forcepathstyle": true, "rootdirectory": "/registry"}
+}
+
+// The hub's S3 driver passes distribution's own storage driver test suite on a real S3
+// service.
+func TestS3DriverSuite(t *testing.T) {
+	p := startS3(t)
+	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) { return s3Factory{}.Create(context.Background(), p) }, false)
+}
+
+// Parameters the driver cannot honour are refused, not ignored; tuning ones are accepted.
+func TestS3DriverParameters(t *testing.T) {
+	base := func() map[string]any {
+		return map[string]any{"bucket": "b", "regionendpoint": "http://127.0.0.1:1", "accesskey": "a", "secretkey": "s"}
+	}
+	for k, v := range map[string]any{"encrypt": true, "keyid": "k1", "storageclass": "REDUCED_REDUNDANCY", "objectacl": "public-read"} {
+		p := base()
+		p[k] = v
+		_, err := newS3Driver(p)
+		require.Error(t, err, k)
+		require.Contains(t, err.Error(), k)
+	}
+	p := base()
+	p["chunksize"], p["storageclass"], p["encrypt"], p["v4auth"] = 10<<20, "STANDARD", false, true
+	_, err := newS3Driver(p)
+	require.NoError(t, err)
+	_, err = newS3Driver(map[string]any{"regionendpoint": "http://127.0.0.1:1"})
+	require.ErrorContains(t, err, "bucket")
+	_, err = newS3Driver(map[string]any{"bucket": "b", "regionendpoint": "127.0.0.1:9000"})
+	require.ErrorContains(t, err, "regionendpoint")
+}
