@@ -82,18 +82,6 @@ func startDaemon(t *testing.T, what, addr string, name string, args ...string) {
 	waitListening(t, what, addr)
 }
 
-// startVersityGW serves an S3 API over a temporary directory with one bucket; it returns
-// the endpoint URL.
-func startVersityGW(t *testing.T) string {
-	t.Helper()
-	bin := testtool.Require(t, "versitygw")
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, s3Bucket), 0o755))
-	addr := freeAddr(t)
-	startDaemon(t, "versitygw", addr, bin, "--access", s3Access, "--secret", s3Secret, "--port", addr, "posix", dir)
-	return "http://" + addr
-}
-
 // startRedis runs redis-server without persistence; it returns host:port.
 func startRedis(t *testing.T) string {
 	t.Helper()
@@ -136,7 +124,7 @@ http:
 
 func TestHubReplicasOnS3E2E(t *testing.T) {
 	bin := sealosBin(t)
-	endpoint := startVersityGW(t)
+	endpoint := testtool.VersityGW(t, s3Bucket, s3Access, s3Secret)
 	redisAddr := startRedis(t)
 	var r [3]servedHub
 	for i := range r {

@@ -369,6 +369,7 @@ func (d *s3Driver) Writer(ctx context.Context, p string, appendMode bool) (stora
 			if err := d.copy(ctx, first, []minio.CopySrcOptions{{Bucket: d.bucket, Object: d.key(p)}}); err != nil {
 				return nil, d.wrap(p, err)
 			}
+			w.keys, w.sizes = []string{d.key(first)}, []int64{info.Size}
 		}
 		w.size, w.flushed = info.Size, info.Size
 		return w, nil
@@ -376,6 +377,7 @@ func (d *s3Driver) Writer(ctx context.Context, p string, appendMode bool) (stora
 	for _, c := range cs {
 		w.size += c.Size
 		w.keys = append(w.keys, c.Key)
+		w.sizes = append(w.sizes, c.Size)
 	}
 	w.flushed = w.size
 	return w, nil
@@ -389,7 +391,8 @@ type s3Writer struct {
 	buf                          bytes.Buffer
 	size                         int64    // bytes written in all sessions
 	flushed                      int64    // bytes in chunk objects
-	keys                         []string // those chunk objects' keys
+	keys                         []string // those chunk objects' keys, in order
+	sizes                        []int64  // and their sizes
 	closed, committed, cancelled bool
 }
 
@@ -432,6 +435,7 @@ func (w *s3Writer) putChunk(offset int64, data []byte) error {
 		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
 	if err == nil {
 		w.keys = append(w.keys, k)
+		w.sizes = append(w.sizes, int64(len(data)))
 	}
 	return w.d.wrap(w.path, err)
 }
@@ -450,7 +454,7 @@ func (w *s3Writer) removeChunks(ctx context.Context) error {
 	for e := range w.d.c.RemoveObjects(ctx, w.d.bucket, ch, minio.RemoveObjectsOptions{}) {
 		errs = append(errs, e.Err)
 	}
-	w.keys = nil
+	w.keys, w.sizes = nil, nil
 	return w.d.wrap(w.path, errors.Join(errs...))
 }
 
@@ -503,19 +507,21 @@ func (w *s3Writer) Commit(ctx context.Context) error {
 	if err := w.flush(); err != nil {
 		return err
 	}
-	all, err := w.d.chunks(ctx, w.path)
-	if err != nil {
-		return w.d.wrap(w.path, err)
-	}
+	// the chunks this writer listed when it opened and those it wrote: the file's own
+	// session (appends to one file are one at a time, as distribution's uploads are)
 	var cs []minio.ObjectInfo // the empty ones only mark an empty file
-	for _, c := range all {
-		if c.Size > 0 {
-			cs = append(cs, c)
+	for i, k := range w.keys {
+		if w.sizes[i] > 0 {
+			cs = append(cs, minio.ObjectInfo{Key: k, Size: w.sizes[i]})
 		}
 	}
+	var err error
 	switch {
 	case len(cs) == 0:
 		err = w.d.PutContent(ctx, w.path, nil)
+	case len(cs) == 1:
+		_, err = w.d.c.CopyObject(ctx, minio.CopyDestOptions{Bucket: w.d.bucket, Object: w.d.key(w.path)},
+			minio.CopySrcOptions{Bucket: w.d.bucket, Object: cs[0].Key})
 	case composable(cs):
 		srcs := make([]minio.CopySrcOptions, len(cs))
 		for i, c := range cs {
@@ -527,10 +533,6 @@ func (w *s3Writer) Commit(ctx context.Context) error {
 	}
 	if err != nil {
 		return w.d.wrap(w.path, err)
-	}
-	w.keys = w.keys[:0]
-	for _, c := range all {
-		w.keys = append(w.keys, c.Key)
 	}
 	return w.removeChunks(ctx)
 }

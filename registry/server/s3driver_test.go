@@ -3,12 +3,8 @@ package server
 import (
 	"context"
 	"flag"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
@@ -17,29 +13,12 @@ import (
 	"github.com/cluster-image/sealos/internal/testtool"
 )
 
-// startS3 serves an S3 API (versitygw, posix backend) over a temporary directory with one
-// bucket, until the test ends; it returns the driver parameters for it.
+// startS3 serves an S3 API over a temporary directory with one bucket, until the test
+// ends; it returns the driver parameters for it.
 func startS3(t *testing.T) map[string]any {
 	t.Helper()
-	bin := testtool.Require(t, "versitygw")
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "bucket"), 0o755))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--access", "test", "--secret", "test-secret", "--port", addr, "posix", dir)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		require.Less(t, i, 200, "versitygw did not start")
-		time.Sleep(25 * time.Millisecond)
-	}
-	return map[string]any{"bucket": "bucket", "region": "us-east-1", "regionendpoint": "http://" + addr,
+	endpoint := testtool.VersityGW(t, "bucket", "test", "test-secret")
+	return map[string]any{"bucket": "bucket", "region": "us-east-1", "regionendpoint": endpoint,
 		"accesskey": "test", "secretkey": "test-secret", "forcepathstyle": true, "rootdirectory": "/registry"}
 }
 
