@@ -153,7 +153,7 @@ read-only; see 'sealos registry gc'). docs/hub-at-scale.md says how to run repli
 	return cmd
 }
 
-// s3Options are the common settings of distribution's S3 driver, as flags.
+// s3Options are the common storage.s3 parameters (as distribution names them), as flags.
 type s3Options struct {
 	region, endpoint, accessKey, secretKey, rootDir string
 	pathStyle, insecure, skipVerify                 bool
@@ -164,12 +164,13 @@ func newRegistryServeS3Cmd(o *registryServeOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "s3 BUCKET",
 		Short: "Serve a registry stored in an S3 bucket, which several hubs (replicas) may share",
-		Long: `s3 serves the registry kept in BUCKET with distribution's S3 driver. Replicas: run the
-same command on several hosts with the same --secret (upload sessions move between them)
-and --redis (one blob descriptor cache), and put a load balancer in front; see
-docs/hub-at-scale.md. Credentials come from --access-key/--secret-key, else from the
-AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables or the host's role.
-A --config file's storage.s3 section may say the rest (e.g. chunksize, storageclass).`,
+		Long: `s3 serves the registry kept in BUCKET through the S3 API (the hub's own driver, which
+takes distribution's storage.s3 parameters). Replicas: run the same command on several
+hosts with the same --secret (upload sessions move between them) and --redis (one blob
+descriptor cache), and put a load balancer in front; see docs/hub-at-scale.md.
+Credentials come from --access-key/--secret-key, else from the AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY environment variables, ~/.aws/credentials or the host's role. A
+--config file's storage.s3 section may say the rest (e.g. sessiontoken, rootdirectory).`,
 		Example: `  sealos registry serve s3 registry --endpoint http://10.0.0.5:7070 --region us-east-1 \
     --secret "$SECRET" --redis 10.0.0.6:6379 --port 5000
   sealos registry serve --config /etc/registry/config.yml   # storage: s3: ... in the file`,
