@@ -379,8 +379,8 @@ func (f *buildFlags) inputs(cmd *cobra.Command, contextDir string) (*buildInputs
 	if err := f.checkCompat(cmd, in.buildArgs); err != nil {
 		return nil, err
 	}
-	if f.output != "text" && f.output != "json" {
-		return nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	if err := checkOutput(f.output); err != nil {
+		return nil, err
 	}
 	if err := buildkit.CheckCompression(f.compression); err != nil {
 		return nil, fmt.Errorf("--compression: %w", err)

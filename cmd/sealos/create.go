@@ -39,8 +39,8 @@ containers and their paths; 'sealos rm' (or 'sealos umount') removes one.`,
   sealos rm k8s`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			opts, err := platformOption(platformArg)
 			if err != nil {

@@ -125,3 +125,11 @@ func (l *loginFlags) credentials() (client.Credentials, error) {
 	}
 	return c, nil
 }
+
+// checkOutput refuses an --output other than text or json.
+func checkOutput(output string) error {
+	if output != "text" && output != "json" {
+		return fmt.Errorf("unknown --output %q: use text or json", output)
+	}
+	return nil
+}

@@ -31,8 +31,8 @@ An oci-archive keeps every digest; a docker-archive keeps image IDs.`,
 		Annotations: batchGC,
 		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			var r io.Reader = cmd.InOrStdin()
 			if input == "" {

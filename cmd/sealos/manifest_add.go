@@ -33,8 +33,8 @@ entry. The digest of the image added goes to stdout.`,
   sealos manifest add --annotation org.opencontainers.image.source=https://git.example.com/app app:v1 app:amd64`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			st, err := store.Open(global.root)
 			if err != nil {

@@ -31,8 +31,8 @@ stdout.`,
   sealos manifest create --all mirror/pause:3.9 registry.k8s.io/pause:3.9`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			st, err := store.Open(global.root)
 			if err != nil {

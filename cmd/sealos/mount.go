@@ -24,8 +24,8 @@ mount is made, and 'sealos umount' removes the container.`,
   cd $(sealos mount kube-working-container)
   sealos mount -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			cs := containers()
 			var list []container.Container

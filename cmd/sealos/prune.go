@@ -47,8 +47,8 @@ type pruneResult struct {
 
 func (f *pruneFlags) options() (buildkit.PruneOptions, error) {
 	var o buildkit.PruneOptions
-	if f.output != "text" && f.output != "json" {
-		return o, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	if err := checkOutput(f.output); err != nil {
+		return o, err
 	}
 	o.All = f.all
 	if f.keepStorage != "" {

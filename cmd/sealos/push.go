@@ -36,8 +36,8 @@ func (f *transferFlags) register(cmd *cobra.Command) {
 
 // clientOptions are the client options the flags choose: TLS, jobs, logins and retries.
 func (f *transferFlags) clientOptions() ([]client.Option, error) {
-	if f.output != "text" && f.output != "json" {
-		return nil, fmt.Errorf("unknown --output %q: use text or json", f.output)
+	if err := checkOutput(f.output); err != nil {
+		return nil, err
 	}
 	if err := atLeastOne("--jobs", f.jobs); err != nil {
 		return nil, err

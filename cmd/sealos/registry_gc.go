@@ -53,8 +53,8 @@ from Redis, so no replica answers for a deleted blob.`,
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("--output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			if !quiet && output == "text" {
 				opts.Log = cmd.ErrOrStderr()

@@ -50,8 +50,8 @@ etc/**/*.tmpl with the cluster env on every node (see the registry/mirrorconfig 
     --registries-conf rootfs/etc/containers/registries.conf.d/50-sealos.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			if c.Template && !cmd.Flags().Changed("hub") {
 				c.Hub = mirrorconfig.TemplateHub

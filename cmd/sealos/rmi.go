@@ -31,8 +31,8 @@ Blobs (layers, configs, manifests) no image refers to any more are then deleted,
   sealos rmi --output json localhost:5000/a:v1 localhost:5000/b:v1`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown --output %q: use text or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			st, err := store.Open(global.root)
 			if err != nil {

@@ -47,8 +47,8 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 }
 
 func (f *clusterFlags) check() error {
-	if f.output != "text" && f.output != "json" {
-		return fmt.Errorf("unknown --output %q: use text or json", f.output)
+	if err := checkOutput(f.output); err != nil {
+		return err
 	}
 	if err := ship.CheckCompression(f.compression); err != nil {
 		return fmt.Errorf("--compress: %w", err)
